@@ -1,0 +1,42 @@
+"""Per-example features that membership audits read from logits.
+
+Logits are (n_examples, C) or (n_models, n_examples, C); labels are (n_examples,) and are
+shared by every model. All work is in float64 so that very confident models do not round
+their loss or confidence to 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import log_softmax
+
+
+def _pick(values: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """values[..., i, labels[i]] for every example i."""
+    idx = np.broadcast_to(np.asarray(labels)[:, None], values.shape[:-1] + (1,))
+    return np.take_along_axis(values, idx, axis=-1)[..., 0]
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-example cross-entropy −log p_y (the starting kit's MIA feature)."""
+    return -_pick(log_softmax(np.asarray(logits, np.float64), axis=-1), labels)
+
+
+def true_class_prob(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-example softmax probability of the true class (SalUn's "confidence" feature)."""
+    return np.exp(-cross_entropy(logits, labels))
+
+
+def _logit_conf(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """LiRA's logit-scaled confidence, log(p_y + 1e-45) − log(Σ_{j≠y} p_j + 1e-45).
+
+    Same formula as the official audit (softmax in float64 after subtracting the max logit;
+    the rest-mass is summed, not 1 − p_y, so a saturated p_y keeps its tiny complement).
+    """
+    z = np.asarray(logits, np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    onehot = np.arange(p.shape[-1]) == np.asarray(labels)[:, None]
+    p_rest = np.where(onehot, 0.0, p).sum(axis=-1)
+    return np.log(_pick(p, labels) + 1e-45) - np.log(p_rest + 1e-45)

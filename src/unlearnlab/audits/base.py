@@ -1,0 +1,50 @@
+"""What every audit reads: per-example logits of many models, never a model itself.
+
+Audits run after training and must be callable on plain arrays (a researcher's own models),
+so the input is a bundle of numpy arrays, not store entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """Logits of n models on the parts of a split an audit may read.
+
+    Shapes: forget (n_models, n_forget, C), test (n_models, n_test, C),
+    retain (n_models, n_retain_sample, C) where the retain sample is a fixed subsample of the
+    retain set of size min(|retain|, |test|). metrics maps a metric name ("retain/acc",
+    "forget/acc", "test/acc", "cost/seconds") to an (n_models,) array.
+    """
+
+    forget: np.ndarray
+    test: np.ndarray
+    retain: np.ndarray
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_models(self) -> int:
+        return int(self.forget.shape[0])
+
+
+@dataclass(frozen=True)
+class AuditInput:
+    """Retrained (reference) and unlearned (candidate) models of one method on one split."""
+
+    labels: dict[str, np.ndarray]  # "forget", "test", "retain" -> int64 labels
+    retrain: ModelOutputs
+    unlearn: ModelOutputs
+
+
+class Audit(Protocol):
+    """An audit: AuditInput -> {"audit/NAME": float, ...}; extra non-scalar arrays (e.g. the
+    per-example ε under "audit/eps") may be returned for the report and are not tabulated."""
+
+    name: str
+
+    def __call__(self, inp: AuditInput) -> dict[str, Any]: ...

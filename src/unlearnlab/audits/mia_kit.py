@@ -1,0 +1,64 @@
+"""The NeurIPS 2023 starting kit's membership attack: can a logistic regression on the loss tell
+forget examples from test examples? (unlearning-challenge/starting-kit, functions/tools.py
+`simple_mia` and the notebook's evaluation cell). Ideal ≈ 0.5; kit prints 0.579 for the
+original model, 0.512 fine-tuned, 0.502 retrained.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
+from unlearnlab.audits._features import cross_entropy
+from unlearnlab.audits.base import AuditInput
+
+
+def kit_mia_accuracy(
+    forget_loss: np.ndarray, test_loss: np.ndarray, n_splits: int = 10, random_state: int = 0
+) -> float:
+    """Mean cross-validated accuracy of the kit's attack on one model's per-example losses.
+
+    As in the kit: forget losses are shuffled and cut to the test size (the kit shuffles with
+    the unseeded global numpy rng; here `random_state` seeds it so results repeat), members
+    (forget) = 1, test = 0, default LogisticRegression, StratifiedShuffleSplit(n_splits,
+    random_state) scored by accuracy.
+    """
+    test_loss = np.asarray(test_loss, np.float64).ravel()
+    forget_loss = np.random.default_rng(random_state).permutation(np.ravel(forget_loss))
+    forget_loss = forget_loss[: len(test_loss)]
+    x = np.concatenate([test_loss, forget_loss]).reshape(-1, 1)
+    y = np.r_[np.zeros(len(test_loss), int), np.ones(len(forget_loss), int)]
+    cv = StratifiedShuffleSplit(n_splits=n_splits, random_state=random_state)
+    return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
+
+
+class KitMIAAudit:
+    """Kit MIA accuracy averaged over the unlearned models, and over the retrained ones as the
+    reference a perfect method would match."""
+
+    name = "mia_kit"
+
+    def __init__(self, n_splits: int = 10, random_state: int = 0):
+        self.n_splits = n_splits
+        self.random_state = random_state
+
+    def _mean_acc(self, outputs, labels) -> float:
+        forget = cross_entropy(outputs.forget, labels["forget"])
+        test = cross_entropy(outputs.test, labels["test"])
+        return float(
+            np.mean(
+                [
+                    kit_mia_accuracy(f, t, self.n_splits, self.random_state)
+                    for f, t in zip(forget, test)
+                ]
+            )
+        )
+
+    def __call__(self, inp: AuditInput) -> dict[str, Any]:
+        return {
+            "audit/mia_acc": self._mean_acc(inp.unlearn, inp.labels),
+            "audit/mia_acc_retrain": self._mean_acc(inp.retrain, inp.labels),
+        }

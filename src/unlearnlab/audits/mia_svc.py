@@ -1,0 +1,46 @@
+"""MIA-efficacy of SalUn / Unlearn-Sparse (OPTML-Group, evaluation/SVC_MIA.py, the
+"confidence" entry of SVC_MIA_forget_efficacy): an SVC learns member (retain) vs non-member
+(test) from p_y and is asked about the forget set. Higher = more forget examples look unseen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.svm import SVC
+
+from unlearnlab.audits._features import true_class_prob
+from unlearnlab.audits.base import AuditInput
+
+
+def mia_efficacy(retain_py: np.ndarray, test_py: np.ndarray, forget_py: np.ndarray) -> float:
+    """Share of forget examples the SVC predicts non-member, for one model.
+
+    The attacker trains on the first |test| retain examples (the source takes
+    Subset(retain, range(len(test)))) labelled 1 and the test examples labelled 0.
+    """
+    retain_py = np.ravel(retain_py)[: len(np.ravel(test_py))]
+    x = np.concatenate([retain_py, np.ravel(test_py)]).reshape(-1, 1)
+    y = np.r_[np.ones(len(retain_py)), np.zeros(len(np.ravel(test_py)))]
+    clf = SVC(C=3, gamma="auto", kernel="rbf").fit(x, y)
+    return float(1.0 - clf.predict(np.reshape(forget_py, (-1, 1))).mean())
+
+
+class SVCMIAAudit:
+    """MIA-efficacy averaged over the unlearned models, and over the retrained ones (reference)."""
+
+    name = "mia_svc"
+
+    def _mean_efficacy(self, outputs, labels) -> float:
+        retain, test, forget = (
+            true_class_prob(getattr(outputs, part), labels[part])
+            for part in ("retain", "test", "forget")
+        )
+        return float(np.mean([mia_efficacy(*per_model) for per_model in zip(retain, test, forget)]))
+
+    def __call__(self, inp: AuditInput) -> dict[str, Any]:
+        return {
+            "audit/mia_efficacy": self._mean_efficacy(inp.unlearn, inp.labels),
+            "audit/mia_efficacy_retrain": self._mean_efficacy(inp.retrain, inp.labels),
+        }

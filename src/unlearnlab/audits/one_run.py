@@ -1,0 +1,102 @@
+"""An empirical lower bound on ε from the auditor's guesses, after Steinke, Nasr & Jagielski
+2023, "Privacy auditing with one (1) training run" (their Theorem with δ = 0): if a mechanism is
+ε-DP with respect to each hidden fair coin, the number v of correct guesses among r is
+stochastically dominated by Binom(r, e^ε/(1+e^ε)).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import bisect
+from scipy.special import expit
+from scipy.stats import binom
+
+from unlearnlab.audits._features import _logit_conf
+from unlearnlab.audits.base import AuditInput
+from unlearnlab.audits.ulira import log_likelihood_ratio, split_halves
+
+
+def eps_lower_bound(r: int, v: int, p_value: float = 0.05) -> float:
+    """Largest ε whose p-value β(ε) = P[Binom(r, q) ≥ v], q = e^ε/(1+e^ε), is below p_value.
+
+    β grows with ε, so bisection finds where it crosses p_value; 0 when even ε = 0 (a fair
+    coin) explains v correct guesses at that level.
+    """
+    def excess(eps: float) -> float:
+        return binom.sf(v - 1, r, expit(eps)) - p_value
+
+    if r == 0 or excess(0.0) >= 0:
+        return 0.0
+    # q = expit(50) rounds to 1 - 2e-22, where β = 1 for any v <= r.
+    return float(bisect(excess, 0.0, 50.0, xtol=1e-9))
+
+
+def one_run_audit(
+    retrain_conf: np.ndarray,
+    unlearn_conf: np.ndarray,
+    seed: int = 0,
+    guess_fraction: float = 0.5,
+    p_value: float = 0.05,
+    min_std: float = 1e-3,
+) -> dict[str, float]:
+    """Guess "unlearned" or "retrained" for held-out models and turn the score into a bound.
+
+    Protocol: each side's models are split at random into shadows and targets (seeded); per
+    forget example, Gaussians are fitted on the shadows (U-LiRA); each target model's score
+    is its summed log likelihood ratio over the forget set. Like Steinke et al.'s k+ / k−
+    guesses, the auditor guesses only on the guess_fraction of targets with the largest |score|
+    (sign → guess) and abstains on the rest; r = guesses, v = correct.
+
+    The unit of a guess is a model, not a (model, example) pair: ε-unlearning protects the
+    forget set as a whole and every example of one model shares that model's hidden bit, so
+    pairs are not the independent coins the binomial bound needs (counting them would inflate
+    the bound). Fixed-size sides stand in for the coin flips, as in many-run audits.
+    """
+    rng = np.random.default_rng(seed)
+    u_shadow, u_target = split_halves(len(unlearn_conf), rng)
+    r_shadow, r_target = split_halves(len(retrain_conf), rng)
+    targets = np.concatenate([unlearn_conf[u_target], retrain_conf[r_target]])
+    score = log_likelihood_ratio(
+        unlearn_conf[u_shadow], retrain_conf[r_shadow], targets, min_std
+    ).sum(axis=1)
+    is_unlearned = np.r_[np.ones(len(u_target), bool), np.zeros(len(r_target), bool)]
+    r = max(1, round(guess_fraction * len(score)))
+    chosen = np.argsort(-np.abs(score), kind="stable")[:r]
+    v = int(((score[chosen] > 0) == is_unlearned[chosen]).sum())
+    return {"eps_lower_bound": eps_lower_bound(r, v, p_value), "guesses": r, "correct": v}
+
+
+class OneRunAudit:
+    """ε lower bound from the auditor's guesses on held-out unlearned / retrained models."""
+
+    name = "one_run"
+
+    def __init__(
+        self,
+        seed: int = 0,
+        guess_fraction: float = 0.5,
+        p_value: float = 0.05,
+        min_std: float = 1e-3,
+    ):
+        self.seed = seed
+        self.guess_fraction = guess_fraction
+        self.p_value = p_value
+        self.min_std = min_std
+
+    def __call__(self, inp: AuditInput) -> dict[str, Any]:
+        y = inp.labels["forget"]
+        out = one_run_audit(
+            _logit_conf(inp.retrain.forget, y),
+            _logit_conf(inp.unlearn.forget, y),
+            seed=self.seed,
+            guess_fraction=self.guess_fraction,
+            p_value=self.p_value,
+            min_std=self.min_std,
+        )
+        return {
+            "audit/eps_lower_bound": float(out["eps_lower_bound"]),
+            "audit/one_run_guesses": float(out["guesses"]),
+            "audit/one_run_correct": float(out["correct"]),
+        }

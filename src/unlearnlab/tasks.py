@@ -1,0 +1,82 @@
+"""What `task=NAME` runs. Each task reads the composed config and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+
+from unlearnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(cfg.paths.output_dir)
+
+
+def training_device(trainer_cfg) -> torch.device:
+    """Fail before any work when the trainer asks for a GPU this machine lacks."""
+    accel = str(trainer_cfg.get("accelerator", "cpu"))
+    if accel in ("gpu", "cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"trainer.accelerator={accel} needs CUDA, but none is available here; use trainer=cpu")
+        return torch.device("cuda")
+    if accel == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if accel == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"trainer.accelerator={accel} is not supported; use cpu, gpu or auto")
+
+
+def study(cfg: DictConfig) -> float | None:
+    from unlearnlab.cells import CellRunner
+    from unlearnlab.data import load_study_data
+    from unlearnlab.report import write_report
+    from unlearnlab.store import Store
+    from unlearnlab.study import Study, config_dict, results_table, write_results
+    from unlearnlab.tracking import Tracker
+
+    console = Console()
+    device = training_device(cfg.trainer)
+    out = output_dir(cfg)
+    data = load_study_data(cfg.dataset, cfg.split).to(device)
+    tracker = Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
+    runner = CellRunner(cfg, data, Store(cfg.paths.store), tracker)
+    study = Study(cfg, runner, data, console)
+    results = study.run()
+    path = write_results(results, out)
+    console.print(results_table(results))
+    report = write_report(results, cfg, out)
+    tracker.audit(f"audit-{cfg.study_name}", report.scalars, report.rows, report.histograms, report.images)
+    console.print(f"results: {path}\nreport:  {report.markdown}")
+    if cfg.get("method") is not None:
+        return results["methods"][cfg.method.name].get("audit/score")
+    return None
+
+
+TASKS = {"study": study}
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-fit INFO lines (GPU available, tips) drown the study's progress bar."""
+    import warnings
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+
+
+def run_task(cfg: DictConfig):
+    quiet_lightning()
+    task = str(cfg.get("task", "study"))
+    if task not in TASKS:
+        raise ConfigError(f"task={task} is unknown; use one of {sorted(TASKS)}")
+    return TASKS[task](cfg)

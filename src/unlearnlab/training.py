@@ -1,0 +1,105 @@
+"""What all training shares: optimisers by name, epoch-level metrics, divergence checks.
+
+Logging inside training_step is the main overhead of Lightning over a plain loop (DESIGN.md),
+and `loss.item()` per step forces a host-device sync; so losses are summed on the device and
+logged, and checked for NaN/inf, once per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unlearnlab.errors import ConfigError
+
+_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
+
+
+class DivergedError(RuntimeError):
+    """A loss became NaN or inf; the cell stops and nothing is stored for it."""
+
+
+@dataclass(frozen=True)
+class OptimSettings:
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    scheduler: str = "cosine"  # cosine | none
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in _OPTIMIZERS:
+            raise ConfigError(f"optimizer {self.optimizer!r} is unknown; use one of {sorted(_OPTIMIZERS)}")
+        if self.lr < 0 or self.weight_decay < 0:
+            raise ConfigError(f"lr={self.lr} and weight_decay={self.weight_decay} must be ≥ 0")
+        if self.scheduler not in ("cosine", "none"):
+            raise ConfigError(f"scheduler {self.scheduler!r} is unknown; use cosine or none")
+
+    def build(self, params, total_steps: int):
+        """Lightning's configure_optimizers return value for these settings."""
+        cls = _OPTIMIZERS[self.optimizer]
+        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.optimizer == "sgd":
+            kwargs["momentum"] = self.momentum
+        opt = cls(params, **kwargs)
+        if self.scheduler == "none":
+            return opt
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class EpochMetrics(L.LightningModule):
+    """Accumulates named scalars on the device; logs their epoch means once, and stops on NaN."""
+
+    phase = "train"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def track(self, **values: torch.Tensor) -> None:
+        for name, v in values.items():
+            v = v.detach().float()
+            self._sums[name] = self._sums[name] + v if name in self._sums else v.clone()
+        self._count += 1 if values else 0
+
+    def on_train_epoch_start(self) -> None:
+        self._sums, self._count = {}, 0
+
+    def on_train_epoch_end(self) -> None:
+        if not self._sums:
+            return
+        means = {k: v / max(1, self._count) for k, v in self._sums.items()}
+        stacked = torch.stack(list(means.values()))
+        if not bool(torch.isfinite(stacked).all()):
+            bad = [k for k, v in means.items() if not torch.isfinite(v)]
+            raise DivergedError(
+                f"{type(self).__name__}: {', '.join(bad)} became NaN/inf in phase {self.phase!r} "
+                f"at epoch {self.current_epoch} (step ≤ {self.global_step}); lower the learning rate"
+            )
+        self.log_dict({f"{self.phase}/{k}": v for k, v in means.items()}, on_step=False, on_epoch=True)
+
+
+class SupervisedModule(EpochMetrics):
+    """Cross-entropy training of `model` on one part: the original (train) and retrained (retain) models."""
+
+    def __init__(self, model: nn.Module, batches, epochs: int, optim: OptimSettings) -> None:
+        super().__init__()
+        self.model, self.batches, self.epochs, self.optim = model, batches, epochs, optim
+
+    def train_dataloader(self):
+        return self.batches
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        self.track(loss=loss)
+        return loss
+
+    def configure_optimizers(self):
+        return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches)

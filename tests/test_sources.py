@@ -1,0 +1,178 @@
+"""Data sources: shapes, dtypes, labels, fixed splits, and on-disk format correctness
+(torchvision reads files written by tests/fakedata.py with download=False)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+import fakedata  # noqa: E402
+
+from unlearnlab.data.sources import CIFAR_MEAN, CIFAR_STD, SOURCES, channel_stats, fixed_split, load_source  # noqa: E402
+
+
+def assert_well_formed(src, n_classes, shape):
+    for x, y in ((src.train_x, src.train_y), (src.test_x, src.test_y)):
+        assert x.dtype == torch.uint8 and tuple(x.shape[1:]) == shape
+        assert y.dtype == torch.int64 and y.shape == (len(x),)
+        assert 0 <= int(y.min()) and int(y.max()) < n_classes
+    assert len(src.classes) == n_classes
+    assert len(src.mean) == len(src.std) == shape[0]
+
+
+def assert_same_as_written(src, w):
+    """Every pixel and label comes back where the writer put it; the marker pins the layout."""
+    for x, y, wx, wy in ((src.train_x, src.train_y, w.train_x, w.train_y), (src.test_x, src.test_y, w.test_x, w.test_y)):
+        assert torch.equal(x, torch.from_numpy(wx)) and torch.equal(y, torch.from_numpy(wy))
+        r, c = fakedata.MARKER
+        assert x[0, -1, r, c] == 255 and x[0, -1, c, r] == 0
+        assert (x[0, :-1, r, c] == 0).all()
+
+
+# ------------------------------------------------------------------- embedded data
+
+
+def test_digits_fixed_stratified_split():
+    a, b = load_source("digits"), load_source("digits")
+    assert_well_formed(a, 10, (1, 8, 8))
+    assert (len(a.train_x), len(a.test_x)) == (1437, 360)
+    for f in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert int(a.train_x.max()) == 255
+    all_counts = torch.bincount(torch.cat([a.train_y, a.test_y]), minlength=10)
+    test_counts = torch.bincount(a.test_y, minlength=10)
+    assert ((test_counts - 0.2 * all_counts).abs() <= 1).all()
+    train, test = fixed_split(torch.cat([a.train_y, a.test_y]).numpy())
+    assert len(np.intersect1d(train, test)) == 0 and len(train) + len(test) == 1797
+    assert a.train_groups is None
+
+
+def test_mnist5k():
+    src = load_source("mnist5k")
+    assert_well_formed(src, 10, (1, 28, 28))
+    assert torch.equal(torch.bincount(src.test_y), torch.full((10,), 100))
+    assert torch.equal(torch.bincount(src.train_y), torch.full((10,), 400))
+    assert 0.1 < src.mean[0] < 0.15 and 0.28 < src.std[0] < 0.33  # MNIST's ~0.13 / ~0.31
+
+
+def test_channel_stats_exact():
+    x = torch.randint(0, 256, (50, 3, 5, 5), dtype=torch.uint8)
+    mean, std = channel_stats(x)
+    f = x.double() / 255
+    assert np.allclose(mean, f.mean(dim=(0, 2, 3)), atol=1e-6)
+    assert np.allclose(std, f.std(dim=(0, 2, 3), correction=0), atol=1e-6)
+
+
+# ------------------------------------------------------------------- torchvision formats
+
+
+def test_cifar10(tmp_path, monkeypatch):
+    w = fakedata.write_cifar10(tmp_path / "cifar10", n_train=50, n_test=20)
+    fakedata.accept_checksums(monkeypatch, w)
+    src = load_source("cifar10", root=str(tmp_path / "cifar10"))
+    assert_well_formed(src, 10, (3, 32, 32))
+    assert_same_as_written(src, w)
+    assert src.classes == w.classes and src.classes[0] == "airplane"
+    assert (src.mean, src.std) == (CIFAR_MEAN, CIFAR_STD)
+    assert torch.equal(torch.bincount(src.train_y), torch.full((10,), 5))
+
+
+def test_cifar10_integrity_check_still_runs(tmp_path, monkeypatch):
+    w = fakedata.write_cifar10(tmp_path)
+    fakedata.accept_checksums(monkeypatch, w)
+    with open(tmp_path / "cifar-10-batches-py" / "test_batch", "ab") as f:
+        f.write(b"x")
+    with pytest.raises(FileNotFoundError, match="corrupted"):
+        load_source("cifar10", root=str(tmp_path))
+
+
+def test_cifar100(tmp_path, monkeypatch):
+    w = fakedata.write_cifar100(tmp_path, n_train=200, n_test=100)
+    fakedata.accept_checksums(monkeypatch, w)
+    src = load_source("cifar100", root=str(tmp_path))
+    assert_well_formed(src, 100, (3, 32, 32))
+    assert_same_as_written(src, w)
+    assert torch.equal(torch.bincount(src.train_y), torch.full((100,), 2))
+
+
+def test_svhn(tmp_path, monkeypatch):
+    w = fakedata.write_svhn(tmp_path, n_train=50, n_test=20)
+    fakedata.accept_checksums(monkeypatch, w)
+    src = load_source("svhn", root=str(tmp_path))
+    assert_well_formed(src, 10, (3, 32, 32))
+    assert_same_as_written(src, w)  # includes digit 0, stored on disk as label 10
+    assert (src.train_y == 0).sum() == 5
+    assert np.allclose(src.mean, channel_stats(torch.from_numpy(w.train_x))[0])
+
+
+@pytest.mark.parametrize("name,kind", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_mnist_formats(tmp_path, name, kind):
+    w = fakedata.write_mnist(tmp_path, kind=kind, n_train=60, n_test=30)
+    src = load_source(name, root=str(tmp_path))
+    assert_well_formed(src, 10, (1, 28, 28))
+    assert_same_as_written(src, w)
+    assert torch.equal(torch.bincount(src.test_y), torch.full((10,), 3))
+    f = src.train_x.double() / 255
+    assert np.allclose(src.mean, [f.mean()], atol=1e-6) and np.allclose(src.std, [f.std(correction=0)], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"), ("svhn", "train_32x32.mat"),
+     ("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")],
+)
+def test_missing_dataset_names_path_and_fix(tmp_path, name, expected):
+    root = str(tmp_path / name)
+    with pytest.raises(FileNotFoundError) as e:
+        load_source(name, root=root, download=False)
+    msg = str(e.value)
+    assert "\n" not in msg and root in msg and expected in msg and "dataset.download=true" in msg
+
+
+def test_unknown_source_lists_known():
+    with pytest.raises(ValueError) as e:
+        load_source("imagenet")
+    assert all(k in str(e.value) for k in SOURCES)
+
+
+# ------------------------------------------------------------------- image folder
+
+
+def test_image_folder_groups_and_fixed_split(tmp_path):
+    w = fakedata.write_image_folder(tmp_path, n=40, subjects=8, num_classes=4, size=16)
+    src = load_source("image_folder", root=str(tmp_path), size=16)
+    assert_well_formed(src, 4, (3, 16, 16))
+    train, test = fixed_split(w.train_y)
+    assert torch.equal(src.train_x, torch.from_numpy(w.train_x[train]))
+    assert torch.equal(src.test_y, torch.from_numpy(w.train_y[test]))
+    assert torch.equal(src.train_groups, torch.from_numpy(w.groups[train]))
+    assert src.train_groups.dtype == torch.int64 and set(src.train_groups.tolist()) == set(range(8))
+    assert torch.equal(torch.bincount(src.test_y), torch.full((4,), 2))
+    # every subject has one class, as in the faces-by-age data
+    assert all(len(set(src.train_y[src.train_groups == g].tolist())) == 1 for g in range(8))
+
+
+def test_image_folder_split_column_string_labels_resize_gray(tmp_path):
+    w = fakedata.write_image_folder(tmp_path, n=40, size=16, string_labels=True, split_column=True)
+    src = load_source("image_folder", root=str(tmp_path), size=8, channels=1)
+    assert_well_formed(src, 4, (1, 8, 8))
+    assert src.classes == ("age_0", "age_1", "age_2", "age_3")
+    is_test = np.arange(40) % 5 == 4
+    assert torch.equal(src.test_y, torch.from_numpy(w.train_y[is_test]))
+    assert torch.equal(src.train_groups, torch.from_numpy(w.groups[~is_test]))  # "s003" -> 3
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="labels.csv"):
+        load_source("image_folder", root=str(tmp_path))
+    fakedata.write_image_folder(tmp_path, n=10, subjects=2, num_classes=2)
+    os.remove(tmp_path / "img_0003.png")
+    with pytest.raises(FileNotFoundError, match="img_0003.png"):
+        load_source("image_folder", root=str(tmp_path))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("file,label\nimg_0000.png,\n")
+    with pytest.raises(ValueError, match="bad.csv.*bad label"):
+        load_source("image_folder", root=str(tmp_path), csv=str(bad))
