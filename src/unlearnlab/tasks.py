@@ -61,7 +61,14 @@ def study(cfg: DictConfig) -> float | None:
     return None
 
 
-TASKS = {"study": study}
+# Other tasks live in their own modules, imported only when chosen.
+TASKS = {
+    "study": study,
+    "cell": "unlearnlab.sweep:cell_task",
+    "audit": "unlearnlab.sweep:audit_task",
+    "bench": "unlearnlab.bench:bench_task",
+    "verify": "unlearnlab.verify:verify_task",
+}
 
 
 def quiet_lightning() -> None:
@@ -79,4 +86,10 @@ def run_task(cfg: DictConfig):
     task = str(cfg.get("task", "study"))
     if task not in TASKS:
         raise ConfigError(f"task={task} is unknown; use one of {sorted(TASKS)}")
-    return TASKS[task](cfg)
+    fn = TASKS[task]
+    if isinstance(fn, str):
+        import importlib
+
+        module, name = fn.split(":")
+        fn = getattr(importlib.import_module(module), name)
+    return fn(cfg)

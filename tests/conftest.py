@@ -1,0 +1,88 @@
+"""Shared fixtures: W&B kept offline inside a temp dir, digits data, a method runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_wandb(tmp_path_factory):
+    """Nothing a test logs may leave this machine or land in $HOME."""
+    wb = tmp_path_factory.mktemp("wandb")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        os.environ[var] = str(wb)
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_SILENT"] = "true"
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
+DIGITS = {"name": "digits", "root": "data", "download": False}
+RANDOM10 = {"name": "random0.1", "kind": "random", "fraction": 0.1, "seed": 0, "val_fraction": 0.5, "val_seed": 42}
+
+
+@pytest.fixture(scope="session")
+def digits_data():
+    from unlearnlab.data import load_study_data
+
+    return load_study_data(OmegaConf.create(DIGITS), OmegaConf.create(RANDOM10))
+
+
+@pytest.fixture(scope="session")
+def trained_small_cnn(digits_data):
+    """An original model trained briefly on all of digits' train part (shared, never mutated)."""
+    from unlearnlab.models.small_cnn import SmallCNN
+    from unlearnlab.training import OptimSettings, SupervisedModule
+
+    L.seed_everything(0, verbose=False)
+    model = SmallCNN(1, 10, 8, width=16)
+    batches = digits_data.batches("train", 64, seed=0)
+    quick_trainer(3).fit(SupervisedModule(model, batches, 3, OptimSettings(lr=0.05)))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def quick_trainer(max_epochs: int, **kw) -> L.Trainer:
+    return L.Trainer(
+        accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, deterministic=True, **kw,
+    )
+
+
+def make_trainer(max_epochs: int, phase: str = "train", **kw) -> L.Trainer:
+    """The MakeTrainer a method's run() receives, as the framework builds it (minus logging)."""
+    return quick_trainer(max_epochs, **kw)
+
+
+def method_config(name: str, **overrides) -> dict:
+    """conf/method/NAME.yaml (with its defaults list applied), resolved against a digits study."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"method={name}", *[f"method.{k}={v}" for k, v in overrides.items()]])
+    return OmegaConf.to_container(cfg.method, resolve=True)
+
+
+def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):
+    """Build method NAME from its config on a copy of the original model, run it, return it."""
+    from unlearnlab.cells import _method_class
+    from unlearnlab.methods.base import MethodData
+    from unlearnlab.models.small_cnn import SmallCNN
+    from unlearnlab.registry import instantiate
+
+    cfg = {k: v for k, v in method_config(name, **overrides).items() if k != "name"}
+    L.seed_everything(seed, verbose=False)
+    model = SmallCNN(1, 10, 8, width=16)
+    model.load_state_dict(state_dict)
+    cls = _method_class(cfg, name)
+    cls.check_reads()
+    method = instantiate(cfg, model=model, data=MethodData(digits_data, cls.reads, seed, name))
+    method.run(make_trainer)
+    return method
