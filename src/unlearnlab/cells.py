@@ -110,10 +110,16 @@ class CellRunner:
         return Cell("unlearn", name, i, seed, spec)
 
     # -- running ----------------------------------------------------------------------------
+    def fetch(self, cell: Cell) -> CellResult | None:
+        """The stored result, or None when the cell was never computed."""
+        if self.store.has(cell.kind, cell.key):
+            return CellResult(cell, self.store.load(cell.kind, cell.key), cached=True)
+        return None
+
     def run(self, cell: Cell) -> CellResult:
         key = cell.key
-        if self.store.has(cell.kind, key):
-            return CellResult(cell, self.store.load(cell.kind, key), cached=True)
+        if (found := self.fetch(cell)) is not None:
+            return found
         with self.store.lock(cell.kind, key):
             if self.store.has(cell.kind, key):  # another job finished it while we waited
                 return CellResult(cell, self.store.load(cell.kind, key), cached=True)
@@ -144,8 +150,14 @@ class CellRunner:
         with self.tracker.cell(f"{cell.label}-{cell.key[:8]}", cell.kind, config) as run:
             make_trainer = self._make_trainer(run["logger"])
             start = time.perf_counter()
+            extra: dict[str, float] = {}
             if cell.kind == "unlearn":
-                self._unlearn(cell, model, make_trainer)
+                extra = self._unlearn(cell, model, make_trainer)
+            elif self.cfg.train.get("solver", "sgd") == "exact":
+                from unlearnlab.certified import fit_model_exact
+
+                part = "train" if cell.kind == "original" else "retain"
+                fit_model_exact(model, self.data, part, self.cfg.train, cell.seed)
             else:
                 epochs, batch_size, optim, augment = _recipe(self.cfg.train)
                 part = "train" if cell.kind == "original" else "retain"
@@ -155,6 +167,7 @@ class CellRunner:
             seconds = time.perf_counter() - start
             outputs, metrics = measure(model, self.data)
             metrics["cost/seconds"] = seconds
+            metrics.update(extra)
             run["summary"].update(metrics)
         meta = {
             "kind": cell.kind, "name": cell.name, "index": cell.index, "seed": cell.seed,
@@ -162,7 +175,7 @@ class CellRunner:
         }
         return self.store.save(cell.kind, cell.key, meta, model.state_dict(), outputs)
 
-    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> None:
+    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> dict[str, float]:
         original = self.run(self.original())
         model.load_state_dict(original.entry.state_dict())
         method_cfg = {k: v for k, v in cell.spec["method"].items() if k != "name"}
@@ -171,6 +184,7 @@ class CellRunner:
         data = MethodData(self.data, cls.reads, cell.seed, cell.name)
         method: UnlearningMethod = instantiate(method_cfg, where=f"method.{cell.name}", model=model, data=data)
         method.run(make_trainer)
+        return {k: float(v) for k, v in method.cell_metrics().items()}
 
 
 def _method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod]:

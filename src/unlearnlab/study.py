@@ -129,7 +129,10 @@ class Study:
                         row[k] = float(v)
                     else:
                         arrays[name][k] = np.asarray(v)
+            for k in sorted(set(unlearned[0].metrics) - set(row) - {"val/acc"}):
+                row[k] = _mean(unlearned, k)  # what the method reports itself, e.g. cert/epsilon
             rows[name] = row
+        _certificate_shares(rows, arrays)
         return {
             "study": str(self.cfg.study_name),
             "n_models": n,
@@ -138,9 +141,36 @@ class Study:
             "_arrays": arrays,
         }
 
-    def run(self) -> dict[str, Any]:
-        done = self.run_cells(self.plan())
+    def fetch_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
+        """Audit-only: every cell must already be in the store; say which are not, all at once."""
+        found = {c: self.runner.fetch(c) for c in cells}
+        missing = [c for c, r in found.items() if r is None]
+        if missing:
+            names = sorted({c.name for c in missing})
+            raise ConfigError(
+                f"{len(missing)} of {len(cells)} cells are not in the store {self.runner.store.root} "
+                f"(missing: {', '.join(names)}); compute them first (run the study or its sweep), "
+                f"or check that dataset/split/model/n_models/seed match the run that computed them"
+            )
+        return found  # type: ignore[return-value]
+
+    def run(self, compute: bool = True) -> dict[str, Any]:
+        cells = self.plan()
+        done = self.run_cells(cells) if compute else self.fetch_cells(cells)
         return self.audit(done)
+
+
+def _certificate_shares(rows: dict[str, dict[str, float]], arrays: dict[str, dict[str, np.ndarray]]) -> None:
+    """Share of forget examples whose empirical ε exceeds a method's certified ε — and the same
+    share for the retrain control, whose ε is the estimator's finite-N floor, not a leak."""
+    control = arrays.get("retrain", {}).get("audit/eps")
+    for name, row in rows.items():
+        eps = arrays.get(name, {}).get("audit/eps")
+        if "cert/epsilon" not in row or eps is None:
+            continue
+        row["audit/eps_above_cert"] = float(np.mean(eps > row["cert/epsilon"]))
+        if control is not None:
+            row["audit/eps_above_cert_control"] = float(np.mean(control > row["cert/epsilon"]))
 
 
 def results_table(results: dict[str, Any], columns=TABLE_COLUMNS) -> Table:

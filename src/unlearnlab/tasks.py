@@ -35,7 +35,8 @@ def training_device(trainer_cfg) -> torch.device:
     raise ConfigError(f"trainer.accelerator={accel} is not supported; use cpu, gpu or auto")
 
 
-def study(cfg: DictConfig) -> float | None:
+def study(cfg: DictConfig, compute: bool = True) -> float | None:
+    """Run (or, with compute=False, only fetch) a study's cells; audit; table, results, report, W&B."""
     from unlearnlab.cells import CellRunner
     from unlearnlab.data import load_study_data
     from unlearnlab.report import write_report
@@ -50,7 +51,7 @@ def study(cfg: DictConfig) -> float | None:
     tracker = Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
     runner = CellRunner(cfg, data, Store(cfg.paths.store), tracker)
     study = Study(cfg, runner, data, console)
-    results = study.run()
+    results = study.run(compute=compute)
     path = write_results(results, out)
     console.print(results_table(results))
     report = write_report(results, cfg, out)
@@ -75,10 +76,14 @@ def quiet_lightning() -> None:
     """Lightning's per-fit INFO lines (GPU available, tips) drown the study's progress bar."""
     import warnings
 
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    import lightning  # noqa: F401 - creates its loggers, whose levels are then lowered
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("lightning", "pytorch_lightning")):
+            logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
 
 
 def run_task(cfg: DictConfig):

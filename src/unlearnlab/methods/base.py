@@ -110,5 +110,9 @@ class UnlearningMethod(EpochMetrics):
         if self.epochs > 0:
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
 
+    def cell_metrics(self) -> dict[str, float]:
+        """Scalars the method reports about its own run (e.g. a certificate's ε), stored with the cell."""
+        return {}
+
     def configure_optimizers(self):
         return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches)

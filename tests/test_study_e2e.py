@@ -1,0 +1,105 @@
+"""The whole pipeline through the real CLI: original -> retrained -> unlearned -> audits."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["n_models=4", "train.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1"]
+
+
+def unlearnlab(root: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnlab.cli", f"paths.root={root}", "hydra.run.dir=" + str(root / "out"),
+         *overrides],
+        capture_output=True, text=True, env=env, timeout=1500,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"unlearnlab failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def default_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    first = unlearnlab(root, *TINY)
+    results = json.loads((root / "out" / "results.json").read_text())
+    return root, first, results
+
+
+def test_default_study_prints_one_row_per_method(default_study):
+    _, proc, results = default_study
+    assert set(results["methods"]) == {"identity", "retrain", "finetune", "neggrad_plus"}
+    assert results["n_models"] == 4
+    for name in results["methods"]:
+        assert name in proc.stdout
+    for column in ("audit/F", "audit/score", "audit/eps_mean", "audit/mia_acc", "cost/rte"):
+        assert column in proc.stdout
+
+
+def test_results_json_has_every_metric(default_study):
+    _, _, results = default_study
+    expected = {"audit/F", "audit/score", "audit/eps_mean", "retain/acc", "forget/acc", "test/acc",
+                "audit/mia_acc", "cost/seconds", "cost/rte"}
+    for name, row in results["methods"].items():
+        assert expected <= set(row), name
+        assert 0.0 <= row["audit/F"] <= 1.0
+        assert 0.0 <= row["test/acc"] <= 1.0
+    assert set(results["retrain"]) == {"retain/acc", "forget/acc", "test/acc", "cost/seconds"}
+    assert results["retrain"]["test/acc"] > 0.8  # a real model was trained on real digits
+
+
+def test_controls_bracket_the_metric(default_study):
+    """identity = the original N times: zero spread, ε capped at 50, F = 0; the retrain control
+    draws from the reference distribution, so its F is higher."""
+    _, _, results = default_study
+    m = results["methods"]
+    assert m["identity"]["audit/F"] == 0.0
+    assert m["identity"]["audit/eps_mean"] == 50.0
+    assert m["retrain"]["audit/F"] > m["identity"]["audit/F"]
+    assert m["identity"]["cost/rte"] > m["finetune"]["cost/rte"]
+
+
+def test_second_run_recomputes_nothing_and_prints_the_same_table(default_study):
+    root, first, results = default_study
+    entries = sorted(p for p in (root / "store").rglob("meta.json"))
+    mtimes = [p.stat().st_mtime_ns for p in entries]
+    again = unlearnlab(root, *TINY, "hydra.run.dir=" + str(root / "out2"))
+    assert f"{len(entries)} cached, 0 computed" in again.stdout
+    assert [p.stat().st_mtime_ns for p in sorted((root / "store").rglob("meta.json"))] == mtimes
+    assert json.loads((root / "out2" / "results.json").read_text())["methods"] == results["methods"]
+    table = lambda out: out[out.index("digits-"):]  # noqa: E731
+    assert table(again.stdout).splitlines()[:8] == table(first.stdout).splitlines()[:8]
+
+
+def test_store_holds_one_original_and_n_retrained(default_study):
+    root, _, _ = default_study
+    kinds = {k: len(list((root / "store" / k).iterdir())) for k in ("original", "retrain", "unlearn")}
+    assert kinds == {"original": 1, "retrain": 4, "unlearn": 16}
+
+
+def test_method_override_runs_it_beside_the_controls(tmp_path):
+    unlearnlab(tmp_path, "method=finetune_kaggle", "n_models=2", "train.epochs=1", "audit=[competition]",
+               "logger=none")
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert list(results["methods"]) == ["identity", "retrain", "finetune_kaggle"]
+
+
+def test_mistyped_option_gets_hydras_error(tmp_path):
+    proc = unlearnlab(tmp_path, "method=finetun", check=False)
+    assert proc.returncode != 0
+    assert "Could not find 'method/finetun'" in proc.stderr
+
+
+def test_bad_value_gets_one_line_error(tmp_path):
+    proc = unlearnlab(tmp_path, "split.fraction=1.5", "logger=none", check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: split.fraction=1.5 must be in (0, 1), e.g. split.fraction=0.1"
+    )
