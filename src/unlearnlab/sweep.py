@@ -1,0 +1,309 @@
+"""Sweeps: one Hydra job per cell, the audit at the end of the multirun or later.
+
+`unlearnlab -m task=cell method=finetune,neggrad_plus index='range(0,8)' n_models=8` runs one
+job per (method, index). Each job computes (or fetches) the original model, retrained cell
+#index and the method's unlearned cell #index (plus the controls' cells #index). Every cell is
+computed under a per-cell file lock in the store, so however many jobs start at once, each cell
+is trained once and the others reuse it; a killed sweep rerun computes only what is missing.
+
+The audit reads cells, never trains: `task=audit` (same overrides as the sweep, minus `index`)
+or the `AuditCallback` (`+hydra/callbacks=audit`), which at the end of a multirun runs one audit
+per combination of the sweep's values other than `index` (one per method, per hyperparameter
+setting).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from unlearnlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+INDEX_KEYS = ("index",)
+
+
+# -- task=cell ---------------------------------------------------------------------------------
+def _indices(cfg: DictConfig) -> list[int]:
+    n = int(cfg.n_models)
+    index = cfg.get("index")
+    if index is None:
+        return list(range(n))
+    try:
+        i = int(index)
+    except (TypeError, ValueError):
+        raise ConfigError(f"index={index!r} must be an integer in [0, n_models={n})") from None
+    if not 0 <= i < n:
+        raise ConfigError(f"index={i} is outside [0, n_models={n}); the audit reads cells 0..{n - 1}")
+    return [i]
+
+
+def cell_task(cfg: DictConfig) -> dict[str, Any]:
+    """Compute (or fetch) the cells of one sweep job: original, retrain #i, each method's unlearn #i.
+
+    `index` unset: every index 0..n_models-1 in this one job. Writes cells.json (one line per
+    cell: label, kind, key, cached, seconds) to the job's output dir and returns that list.
+    """
+    from unlearnlab.cells import CellRunner
+    from unlearnlab.data import load_study_data
+    from unlearnlab.store import Store
+    from unlearnlab.study import config_dict, selected_methods
+    from unlearnlab.tasks import output_dir, training_device
+    from unlearnlab.tracking import Tracker
+
+    indices = _indices(cfg)
+    methods = selected_methods(cfg)
+    if not methods:
+        raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
+    device = training_device(cfg.trainer)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_study_data(cfg.dataset, cfg.split).to(device)
+    tracker = Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
+    runner = CellRunner(cfg, data, Store(cfg.paths.store), tracker)
+    cells = [runner.original()] + [runner.retrain(i) for i in indices]
+    cells += [runner.unlearn(name, mcfg, i) for name, mcfg in methods.items() for i in indices]
+    done: list[dict[str, Any]] = []
+    for cell in cells:
+        start = time.perf_counter()
+        result = runner.run(cell)
+        seconds = time.perf_counter() - start
+        state = "cached" if result.cached else "computed"
+        log.info("cell %s %s %s (%.1fs)", cell.label, cell.key, state, seconds)
+        print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s)", flush=True)
+        done.append({"label": cell.label, "kind": cell.kind, "name": cell.name, "index": cell.index,
+                     "key": cell.key, "cached": result.cached, "seconds": seconds})
+    (out / "cells.json").write_text(json.dumps(done, indent=1))
+    return done
+
+
+# -- task=audit --------------------------------------------------------------------------------
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix.rstrip("."): d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}."))
+    return out
+
+
+def _differences(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    a, b = _flat(mine), _flat(theirs)
+    return {k: (b.get(k, "<absent>"), a.get(k, "<absent>")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def explain_missing(runner, cells) -> str | None:
+    """Why cells are missing: for each missing cell name, the store's cells of that kind and name
+    computed with other settings, and which spec fields differ. None when nothing is missing."""
+    store = runner.store
+    missing = [c for c in cells if not store.has(c.kind, c.key)]
+    if not missing:
+        return None
+    stored: dict[str, list[dict[str, Any]]] = {}
+    for kind, _key, path in store.entries():
+        try:
+            meta = json.loads((path / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        stored.setdefault(kind, []).append(meta)
+    lines: list[str] = []
+    by_name: dict[tuple[str, str], list] = {}
+    for c in missing:
+        by_name.setdefault((c.kind, c.name), []).append(c)
+    for (kind, name), group in by_name.items():
+        want = sorted(c.index for c in group)
+        label = name if kind == "original" else f"{name} ({kind})"
+        head = f"{label}: {len(group)} cell(s) missing" + ("" if kind == "original" else f" (index {_ranges(want)})")
+        same = [m for m in stored.get(kind, []) if m.get("name") == name]
+        if not same:
+            lines.append(f"{head}; the store has no {label} cells at all")
+            continue
+        by_index = {m.get("index"): m for m in same}
+        counted: dict[str, tuple[Any, Any]] = {}
+        for c in group:
+            other = by_index.get(c.index)
+            if other is None:
+                continue
+            diff = _differences(c.spec, other.get("spec", {}))
+            if "original" in diff and "original" in stored:
+                theirs = next((m for m in stored["original"] if m.get("key") == other["spec"].get("original")), None)
+                if theirs is not None:
+                    mine = runner.original().spec
+                    for k, v in _differences(mine, theirs.get("spec", {})).items():
+                        if k != "seed" or "seed" not in diff:
+                            diff[f"original.{k}"] = v
+            if "seed" in diff:  # per-cell seeds derive from the study seed and the index
+                diff["seed (study seed)"] = ("other", "this")
+                del diff["seed"]
+            for k, v in diff.items():
+                counted.setdefault(k, v)
+        if counted:
+            shown = [f"{k} (store: {_short(v[0])}, this audit: {_short(v[1])})" for k, v in list(counted.items())[:8]]
+            more = f" and {len(counted) - 8} more" if len(counted) > 8 else ""
+            lines.append(f"{head}; the store's {label} cells differ in {', '.join(shown)}{more}")
+        else:
+            have = sorted(i for i in by_index if isinstance(i, int))
+            lines.append(
+                f"{head}; the store holds {label} cells for index {_ranges(have)} only "
+                f"(n_models differs, or the sweep has not finished)"
+            )
+    return "\n  ".join(lines)
+
+
+def _short(v: Any) -> str:
+    s = json.dumps(v, default=str) if not isinstance(v, str) else v
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def _ranges(xs: list[int]) -> str:
+    if not xs:
+        return "none"
+    parts, start, prev = [], xs[0], xs[0]
+    for x in xs[1:] + [None]:  # type: ignore[list-item]
+        if x is not None and x == prev + 1:
+            prev = x
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if x is not None:
+            start = prev = x
+    return ",".join(parts)
+
+
+def check_audit_inputs(cfg: DictConfig) -> None:
+    """Refuse an audit whose cells are not all in the store, naming what differs."""
+    from unlearnlab.cells import CellRunner
+    from unlearnlab.store import Store
+    from unlearnlab.study import selected_methods
+
+    n = int(cfg.n_models)
+    if n < 2:
+        raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
+    runner = CellRunner(cfg, None, Store(cfg.paths.store), None)  # planning reads only the config
+    cells = [runner.original()] + [runner.retrain(i) for i in range(n)]
+    cells += [runner.unlearn(name, mcfg, i) for name, mcfg in selected_methods(cfg).items() for i in range(n)]
+    why = explain_missing(runner, cells)
+    if why:
+        raise ConfigError(
+            f"audit refused: not every cell it reads is in the store {runner.store.root}:\n  {why}\n"
+            f"compute them with the sweep (task=cell) using the same dataset/split/model/n_models/seed, "
+            f"or audit with the settings the store's cells were computed with"
+        )
+
+
+def audit_task(cfg: DictConfig) -> float | None:
+    """Audit cells from the store only (never trains): same table, results.json, report, W&B run."""
+    import torch
+    from omegaconf import open_dict, read_write
+
+    from unlearnlab.tasks import study
+
+    accel = str(cfg.trainer.get("accelerator", "cpu"))
+    if accel in ("gpu", "cuda") and not torch.cuda.is_available():
+        log.info("audit: no CUDA here; reading the cells on the CPU")  # the audit never trains
+        cfg = cfg.copy()
+        with read_write(cfg), open_dict(cfg):
+            cfg.trainer.accelerator = "cpu"
+    check_audit_inputs(cfg)
+    return study(cfg, compute=False)
+
+
+# -- the audit at the end of a multirun --------------------------------------------------------
+def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
+    """The audits a `task=cell` sweep calls for: one per combination of its sweep values other
+    than `index`, with task=audit. [] when the sweep's task is not `cell`."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    task = next((o for o in parsed if o.key_or_group == "task"), None)
+    if task is None or task.is_sweep_override() or task.value() != "cell":
+        return []
+    kept = [o for o in parsed if o.key_or_group not in INDEX_KEYS and o.key_or_group != "task"]
+    combos = [b for batch in BasicSweeper.split_arguments(kept, None) for b in batch] if kept else [[]]
+    seen, out = set(), []
+    for combo in combos:
+        ov = ["task=audit", *combo]
+        if tuple(ov) not in seen:
+            seen.add(tuple(ov))
+            out.append(ov)
+    return out
+
+
+def _label(overrides: list[str], varying: set[str]) -> str:
+    parts = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in varying]
+    text = ",".join(parts) or "all"
+    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)[:120]
+
+
+try:
+    from hydra.experimental.callback import Callback as _HydraCallback
+except ImportError:  # pragma: no cover
+    _HydraCallback = object  # type: ignore[misc,assignment]
+
+
+class AuditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
+    """`on_multirun_end`: audit what a `task=cell` sweep computed, in this (the launching) process.
+
+    Output: SWEEP_DIR/audit/<label>/{results.json, report.md, ...}. Failed audits are reported
+    on stderr and end the command with exit status 2 after every audit was tried.
+    """
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled:
+            return
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        audits = audit_overrides(overrides)
+        if not audits:
+            return
+        config_name = kwargs.get("config_name") or config.hydra.job.config_name
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        keys = [{o.split("=", 1)[0]: o for o in a} for a in audits]
+        varying = {k for k in set().union(*keys) if len({d.get(k) for d in keys}) > 1}
+        failures = []
+        for ov in audits:
+            out = sweep_dir / "audit" / _label(ov, varying)
+            print(f"\naudit: unlearnlab {' '.join(ov)}  ->  {out}", flush=True)
+            try:
+                run_audit(config_name, ov, out)
+            except ConfigError as err:
+                print(f"error: {err}", file=sys.stderr, flush=True)
+                failures.append(ov)
+        if failures:
+            sys.exit(2)
+
+
+def run_audit(config_name: str, overrides: list[str], out: Path) -> float | None:
+    """Compose the config for OVERRIDES as `unlearnlab` would and run the audit task with its
+    output dir at OUT (in this process; Hydra's global state is restored afterwards)."""
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    from unlearnlab.tasks import quiet_lightning
+
+    cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(out.resolve())
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        task_cfg = cfg.copy()
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+        quiet_lightning()
+        return audit_task(task_cfg)
+    finally:
+        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
