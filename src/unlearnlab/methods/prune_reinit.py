@@ -1,0 +1,85 @@
+"""NeurIPS 2023 unlearning challenge, 4th place (SPECS §4.4): reset almost every weight, then
+fine-tune on retain toward the original model's confidence.
+
+Sequence (run):
+  1. reset (no fit): global L1 ranking over every Conv2d/Linear weight and bias; the
+     `prune_amount` (99%) smallest |w| are reset — weights to their layer's default init
+     (uniform ±1/√fan_in), biases to 0.
+  2. phase "finetune", `epochs` epochs on retain: loss = CE with class weights N_c^−0.1
+     (N_c: retain count of class c) + mean (H(f(x)) − H(f_orig(x)))², H the softmax entropy.
+Defaults: the entry's notebook as in munl KGLTop4 (SGD 5e-4, momentum 0.9, wd 5e-4, batch 64,
+3.2 epochs — whole epochs here, so 3; the final fp16 round-trip of the notebook is not applied).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from unlearnlab.methods._challenge_utils import default_init, entropy, frozen_copy, weight_layers
+from unlearnlab.methods.base import UnlearningMethod
+
+
+class PruneReinit(UnlearningMethod):
+    reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+
+    def __init__(self, model, data, prune_amount: float = 0.99, class_weight_power: float = -0.1,
+                 **hparams) -> None:
+        super().__init__(model, data, **hparams)
+        self.prune_amount, self.class_weight_power = float(prune_amount), float(class_weight_power)
+        self._frozen = [frozen_copy(model)]  # a list: not a submodule, never trained or put in train mode
+        self.reset_fraction = 0.0
+
+    @torch.no_grad()
+    def _reset(self) -> None:
+        tensors = [(m, n, p) for _, m in weight_layers(self.model) for n, p in m.named_parameters(recurse=False)]
+        magnitudes = torch.cat([p.detach().abs().flatten().cpu() for _, _, p in tensors])
+        k = int(round(self.prune_amount * magnitudes.numel()))
+        if k == 0:
+            return
+        # ties at the threshold are broken by position (stable sort): exactly k entries are reset
+        order = torch.argsort(magnitudes, stable=True)
+        reset = torch.zeros(magnitudes.numel(), dtype=torch.bool)
+        reset[order[:k]] = True
+        offset = 0
+        for i, (module, name, p) in enumerate(tensors):
+            mask = reset[offset : offset + p.numel()].view_as(p).to(p.device)
+            offset += p.numel()
+            if name == "bias":
+                p[mask] = 0.0
+            else:
+                fresh = default_init(module, self.data.seed * 1000 + i)[name]
+                p[mask] = fresh[mask]
+        self.reset_fraction = k / magnitudes.numel()
+
+    def run(self, make_trainer) -> None:
+        self._reset()
+        y = self.data.tensors("retain")[1]
+        counts = torch.bincount(y, minlength=self.data.num_classes).float().clamp_min(1.0)
+        self.class_weights = counts.pow(self.class_weight_power)
+        self.phase = "finetune"
+        if self.epochs > 0:
+            make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
+
+    @property
+    def teacher(self):
+        return self._frozen[0]
+
+    def on_fit_start(self) -> None:
+        self._frozen[0] = self.teacher.to(self.device).eval()
+
+    def train_dataloader(self):
+        return self.data.batches("retain", self.batch_size, augment=self.augment)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.model(x)
+        with torch.no_grad():
+            h_orig = entropy(self.teacher(x))
+        ce = F.cross_entropy(out, y, weight=self.class_weights.to(out.device))
+        ent = F.mse_loss(entropy(out), h_orig)
+        loss = ce + ent
+        self.track(loss=loss, ce=ce, entropy_mse=ent)
+        return loss
