@@ -1,0 +1,236 @@
+"""The certified-removal methods (newton, noisy_newton, descent_to_delete) through the method
+contract, on sklearn digits (all 10 classes one-vs-rest, LogisticRegression + fit_model_exact),
+and the certified_digits experiment end to end.
+
+The math itself (bounds, formulas, solvers) is tested in test_certified.py; here: the methods
+wire it correctly — the right data, the original's b, the right constants, the metrics.
+To stay fast, most tests forget the first K points of digits' forget part (a train part of
+retain + those K); the end-to-end run uses the real 10% split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from unlearnlab.certified import (
+    d2d_radius, d2d_sigma, exact_fit, fit_model_exact, gradient_residual, logistic_constants, sekhari_sigma,
+    single_thread,
+)
+from unlearnlab.data import StudyData
+from unlearnlab.methods.base import MethodData
+from unlearnlab.models.logreg import LogisticRegression, fit_exact
+
+REPO = Path(__file__).resolve().parents[1]
+LAM, SIGMA, SEED = 0.01, 10.0, 3
+
+
+def _problem(digits_data, k: int) -> StudyData:
+    """digits with the first k forget examples as the forget set; train = retain + forget."""
+    parts = dict(digits_data.parts)
+    xf, yf = parts["forget"][0][:k], parts["forget"][1][:k]
+    xr, yr = parts["retain"]
+    parts.update(forget=(xf, yf), train=(torch.cat([xr, xf]), torch.cat([yr, yf])))
+    return StudyData(digits_data.source, digits_data.split, digits_data.device, parts)
+
+
+@pytest.fixture(scope="module")
+def small(digits_data):
+    data = _problem(digits_data, 20)
+    model = LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA)
+    fit_model_exact(model, data, "train", {}, seed=0)
+    return data, {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def _run(name: str, data: StudyData, state, seed: int = SEED, **hparams):
+    from unlearnlab.methods.descent_to_delete import DescentToDelete
+    from unlearnlab.methods.newton import Newton
+    from unlearnlab.methods.noisy_newton import NoisyNewton
+
+    cls = {"newton": Newton, "noisy_newton": NoisyNewton, "descent_to_delete": DescentToDelete}[name]
+    cls.check_reads()
+    model = LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA)
+    model.load_state_dict(state)
+    method = cls(model=model, data=MethodData(data, cls.reads, seed, name), **hparams)
+    method.run(lambda *a, **k: pytest.fail("closed-form methods must not build a Trainer"))
+    return method, method.cell_metrics()
+
+
+def _remaining(model: LogisticRegression, data: StudyData):
+    x, y = MethodData(data, frozenset({"retain"}), 0, "t").tensors("retain")
+    return model.features(x), model.targets(y)
+
+
+def test_model_state_carries_b_and_fit_is_exact(small):
+    data, state = small
+    assert set(state) == {"weight", "b"} and state["b"].shape == (64, 10) and float(state["b"].std()) > 1
+    model = LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA)
+    model.load_state_dict(state)
+    x, y = data.parts["train"]
+    from unlearnlab.data.loader import normalise
+
+    X = model.features(normalise(x, data.mean, data.std))
+    assert float(X.norm(dim=1).max()) <= 1 + 1e-12  # projected into the unit ball inside the model
+    assert float(gradient_residual(model.weight_vector(), X, model.targets(y), LAM, model.perturbation()).max()) < 1e-9
+    # b comes from the seed: same seed same b, other seed other b
+    other = LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA)
+    assert torch.equal(fit_model_exact(other, data, "train", {}, seed=0), state["b"])
+    assert not torch.equal(fit_model_exact(other, data, "train", {}, seed=1), state["b"])
+
+
+def test_newton_lands_on_exact_minimiser_of_remaining_data(small):
+    data, state = small
+    method, m = _run("newton", data, state, epsilon=math.inf)
+    model = method.model
+    X, Y = _remaining(model, data)
+    b = state["b"]
+    assert torch.equal(model.b, b)  # no retrain: the original's b is kept
+    w_exact = fit_exact(X, Y, LAM, b)
+    rel = float((model.weight_vector() - w_exact).norm() / w_exact.norm())
+    print(f"\n[newton 20 removals] residual {m['cert/residual']:.3e} bound {m['cert/residual_bound']:.3e} "
+          f"|w - w*|/|w*| {rel:.2e} cert eps {m['cert/epsilon']:.3f}")
+    assert rel < 1e-3
+    # tiny: under 1% of the residual of not updating at all (the removed points' gradient)
+    untouched = float(gradient_residual(state["weight"], X, Y, LAM, b).norm())
+    print(f"  residual without any update: {untouched:.3e}")
+    assert m["cert/residual"] < 1e-2 * untouched
+    assert m["cert/residual"] == pytest.approx(float(gradient_residual(model.weight_vector(), X, Y, LAM, b).norm()), rel=1e-9)
+    assert m["cert/residual_bound"] >= m["cert/residual"]  # the tracked bound dominates
+    assert m["cert/retrains"] == 0 and m["cert/first_retrain_at"] == -1 and m["cert/removals"] == 20
+    assert m["cert/epsilon"] == pytest.approx(math.sqrt(2 * math.log(1.5 / 1e-4)) * m["cert/residual_bound"] / SIGMA)
+    # batches: same endpoint within the bound's slack, bigger bound increments
+    _, mb = _run("newton", data, state, epsilon=math.inf, removal_batch=5)
+    assert mb["cert/residual"] <= mb["cert/residual_bound"] and mb["cert/residual"] < 1e-2
+
+
+def test_removing_nothing_changes_nothing(small):
+    data, state = small
+    empty = _problem(data, 0)
+    for name in ("newton", "noisy_newton", "descent_to_delete"):
+        method, m = _run(name, empty, state)
+        assert torch.equal(method.model.weight, state["weight"]) and torch.equal(method.model.b, state["b"])
+        assert m["cert/removals"] == 0
+        X, Y = _remaining(method.model, empty)  # residual reported is the unchanged model's
+        assert m["cert/residual"] == pytest.approx(
+            float(gradient_residual(state["weight"], X, Y, LAM, state["b"]).norm()), rel=1e-9)
+        if name == "newton":
+            assert m["cert/retrains"] == 0 and m["cert/residual_bound"] >= m["cert/residual"]
+
+
+def test_budget_trigger_fires_exactly_when_the_next_removal_would_exceed(small, caplog):
+    data, state = small
+    probe, _ = _run("newton", data, state, epsilon=math.inf)
+    hist = probe.remover.history
+    betas = [hist[0]["beta"] - hist[0]["beta_inc"]] + [h["beta"] for h in hist]
+    trigger = 12  # budget strictly between beta after 12 and after 13 removals
+    c = math.sqrt(2 * math.log(1.5 / 1e-4))
+    eps = 0.5 * (betas[trigger] + betas[trigger + 1]) * c / SIGMA
+    with caplog.at_level(logging.WARNING, logger="unlearnlab.methods.newton"):
+        method, m = _run("newton", data, state, epsilon=eps)
+    assert m["cert/retrains"] == 1 and m["cert/first_retrain_at"] == trigger
+    assert method.remover.retrain_at == [trigger]
+    assert m["cert/epsilon"] <= eps and m["cert/residual"] <= m["cert/residual_bound"]
+    assert sum("retrained exactly" in r.getMessage() for r in caplog.records) == 1
+    # the retrain drew a fresh b from the cell's generator, stored in the model
+    assert not torch.equal(method.model.b, state["b"])
+    # just above the 13-removal bound: no retrain
+    _, m2 = _run("newton", data, state, epsilon=1.001 * betas[-1] * c / SIGMA)
+    assert m2["cert/retrains"] == 0
+
+
+def test_noisy_newton_uses_sekhari_constants_and_the_cell_seed(small):
+    data, state = small
+    method, m = _run("noisy_newton", data, state, epsilon=0.5, delta=1e-5)
+    n, k = len(data.labels("train")), 20
+    c = logistic_constants(LAM, radius=d2d_radius(LAM, n - k, state["b"]))
+    assert method.constants == c
+    expected = sekhari_sigma(c.hessian_lipschitz, c.lipschitz, LAM, n, k, 0.5, 1e-5, columns=10)
+    assert m["cert/sigma"] == pytest.approx(expected, rel=1e-12)
+    assert m["cert/epsilon"] == 0.5 and m["cert/delta"] == 1e-5
+    assert (method.model.weight - state["weight"]).std().item() == pytest.approx(expected, rel=0.1)
+    again, _ = _run("noisy_newton", data, state, epsilon=0.5, delta=1e-5)
+    other, _ = _run("noisy_newton", data, state, seed=SEED + 1, epsilon=0.5, delta=1e-5)
+    assert torch.equal(again.model.weight, method.model.weight)
+    assert not torch.equal(other.model.weight, method.model.weight)
+    assert m["cert/residual"] <= m["cert/residual_bound"]
+
+
+def test_descent_to_delete_uses_theorem_constants(small):
+    data, state = small
+    method, m = _run("descent_to_delete", data, state, epsilon=0.5, delta=1e-5, steps=60, removal_batch=5)
+    n, k = len(data.labels("train")), 20
+    c = logistic_constants(LAM, radius=d2d_radius(LAM, n - k, state["b"]))
+    assert method.constants == c
+    expected = 5 * d2d_sigma(c.lipschitz, LAM, c.smoothness, n - k, 60, 0.5, 1e-5, columns=10)
+    assert m["cert/sigma"] == pytest.approx(expected, rel=1e-12)
+    assert m["cert/residual"] <= m["cert/residual_bound"]
+    assert m["cert/residual_published"] > m["cert/residual"]  # the noise was added
+    X, Y = _remaining(method.model, data)
+    w_exact = fit_exact(X, Y, LAM, state["b"])
+    assert float((method.model.weight_vector() - w_exact).norm()) < 5 * expected * math.sqrt(640)
+
+
+def test_exact_retrain_control_and_cost_ratio(small, digits_data):
+    from unlearnlab.methods.newton import ExactRetrain
+
+    data, state = small
+    model = LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA)
+    model.load_state_dict(state)
+    ctrl = ExactRetrain(model=model, data=MethodData(data, ExactRetrain.reads, 5, "retrain"))
+    ctrl.run(None)
+    X, Y = _remaining(model, data)
+    assert float(gradient_residual(model.weight_vector(), X, Y, LAM, model.perturbation()).max()) < 1e-9
+    assert not torch.equal(model.b, state["b"])
+    # cost: one Newton removal per point vs one exact retrain on the remaining data (printed only)
+    _, m = _run("newton", data, state, epsilon=math.inf)
+    x, y = MethodData(data, frozenset({"retain"}), 0, "t").tensors("retain")
+    t0 = time.perf_counter()
+    exact_fit(LogisticRegression(1, 10, 8, lam=LAM, sigma=SIGMA), x, y, seed=0)
+    t_fit = time.perf_counter() - t0
+    per_removal = m["cost/removal_seconds"] / m["cert/removals"]
+    print(f"\n[cost digits OvR n={len(y)} d=64 K=10] newton {per_removal * 1e3:.1f} ms/removal, exact retrain "
+          f"{t_fit * 1e3:.1f} ms, ratio removal/retrain = {per_removal / t_fit:.3f}")
+
+
+def test_certified_methods_refuse_other_models(small):
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.methods.newton import Newton
+    from unlearnlab.models.small_cnn import SmallCNN
+
+    data, _ = small
+    method = Newton(model=SmallCNN(1, 10, 8, width=4), data=MethodData(data, Newton.reads, 0, "newton"))
+    with pytest.raises(ConfigError, match="model=logreg"):
+        method.run(None)
+    with single_thread():
+        assert torch.get_num_threads() == 1
+
+
+def test_experiment_certified_digits_end_to_end(tmp_path):
+    cmd = [sys.executable, "-m", "unlearnlab.cli", "experiment=certified_digits", "n_models=4", "logger=none",
+           f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path}/out"]
+    env = {**os.environ, "COLUMNS": "250"}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    rows = results["methods"]
+    assert set(rows) == {"identity", "retrain", "newton", "newton_resampled", "noisy_newton", "descent_to_delete"}
+    for name in ("newton", "newton_resampled", "noisy_newton", "descent_to_delete"):
+        row = rows[name]
+        for key in ("cert/epsilon", "cert/delta", "cert/residual", "cert/residual_bound",
+                    "audit/eps_mean", "audit/eps_above_cert", "audit/eps_above_cert_control"):
+            assert key in row, (name, key)
+        assert row["cert/residual"] <= row["cert/residual_bound"]
+        assert 0 <= row["audit/eps_above_cert"] <= 1
+    assert rows["newton"]["cert/epsilon"] <= rows["newton"]["cert/epsilon_budget"]
+    assert "cert/retrains" in rows["newton"]
+    # the exact-retrain control is as accurate as the reference retrains
+    assert abs(rows["retrain"]["test/acc"] - results["retrain"]["test/acc"]) < 0.1
