@@ -103,3 +103,27 @@ def test_bad_value_gets_one_line_error(tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: split.fraction=1.5 must be in (0, 1), e.g. split.fraction=0.1"
     )
+
+
+def test_wandb_runs_hold_what_results_json_says(default_study):
+    """One offline run per computed cell and one audit run, all in the study's group; the
+    audit run's logged values equal results.json."""
+    from wandb_records import run_dirs, run_info, summary
+
+    root, _, results = default_study
+    runs = run_dirs(root / "out")
+    infos = [run_info(r) for r in runs]
+    job_types = sorted(i["job_type"] for i in infos)
+    assert job_types == sorted(["original"] + ["retrain"] * 4 + ["unlearn"] * 16 + ["audit"])
+    assert {i["group"] for i in infos} == {results["study"]}
+    audit_run = runs[[i["job_type"] for i in infos].index("audit")]
+    logged = summary(audit_run)
+    for method, row in results["methods"].items():
+        for metric, value in row.items():
+            assert logged[f"{method}/{metric}"] == pytest.approx(value, rel=1e-9, abs=1e-12), (method, metric)
+    meta = {p.parent.name: json.loads(p.read_text()) for p in (root / "store" / "retrain").glob("*/meta.json")}
+    retrain_runs = [r for r, i in zip(runs, infos) if i["job_type"] == "retrain"]
+    for run in retrain_runs:
+        key = run_info(run)["name"].rsplit("-", 1)[1]
+        cell = next(m for k, m in meta.items() if k.startswith(key))
+        assert summary(run)["test/acc"] == pytest.approx(cell["metrics"]["test/acc"])
