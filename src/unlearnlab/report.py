@@ -1,14 +1,67 @@
-"""The study's report: the table people read, in Markdown, beside results.json."""
+"""The study's report, beside results.json: report.md (PNG plots in plots/) and report.html
+(self-contained: the same content, plots embedded as base64 data URIs).
+
+Contents: the results as tables (one per audit family, the retrained models' reference row in
+the summary), what each metric means, the trade-off plot (score or F against cost/rte), the
+accuracies against the retrained models', per-method ε histograms beside the retrain control's,
+and the study's config. The same numbers feed the W&B audit run (`Report.scalars`, `.rows`,
+`.histograms`, `.images`).
+"""
 
 from __future__ import annotations
 
+import base64
+import html
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from unlearnlab import plots
 from unlearnlab.study import TABLE_COLUMNS, fmt
+
+REFERENCE_ROW = "retrained models (reference)"
+PLOTS_DIR = "plots"
+
+# What each column means, for the legend (unit / range; what a perfect method shows).
+METRIC_HELP = {
+    "audit/F": "forgetting quality of the competition ε audit, mean of 2^−⌊ε/0.5⌋ over forget examples; "
+               "0–1, higher is better (the retrain control's value is the best reachable)",
+    "audit/score": "competition score F × (RA_U/RA_R) × (TA_U/TA_R); higher is better",
+    "audit/eps_mean": "mean per-example ε of the competition audit (capped at 50); lower is better",
+    "retain/acc": "accuracy on the retain set (fraction, mean over the N models); ideal: the retrained models'",
+    "forget/acc": "accuracy on the forget set (fraction); ideal: the retrained models'",
+    "test/acc": "accuracy on the test set (fraction); ideal: the retrained models'",
+    "audit/mia_acc": "starting-kit MIA: logistic-regression accuracy on the loss, forget vs test; ideal ≈ 0.5 "
+                     "(≈ audit/mia_acc_retrain)",
+    "audit/mia_acc_retrain": "the kit MIA on the retrained models (the reference for audit/mia_acc)",
+    "audit/mia_efficacy": "SalUn MIA-efficacy: share of forget examples an SVC on p_y calls non-member; "
+                          "ideal ≈ audit/mia_efficacy_retrain",
+    "audit/mia_efficacy_retrain": "MIA-efficacy of the retrained models (the reference)",
+    "audit/ulira_acc": "U-LiRA balanced accuracy telling unlearned from retrained models; ideal 0.5",
+    "audit/ulira_auc": "U-LiRA ROC AUC; ideal 0.5",
+    "audit/ulira_tpr@1%": "U-LiRA true-positive rate at false-positive rate ≤ 1%; ideal ≈ 0.01",
+    "audit/ulira_tpr@0.1%": "U-LiRA true-positive rate at false-positive rate ≤ 0.1%; ideal ≈ 0.001",
+    "audit/eps_lower_bound": "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% confidence); ideal 0",
+    "audit/one_run_guesses": "number of guesses the one-run auditor made (target models)",
+    "audit/one_run_correct": "number of those guesses that were correct",
+    "cost/seconds": "wall seconds of one unlearning run (mean over the N models)",
+    "cost/rte": "retrain seconds / unlearn seconds; higher is faster (the 2023 challenge rejected rte < 5)",
+}
+
+_ORDER = {k: i for i, k in enumerate(METRIC_HELP)}
+
+# The report's tables: (title, which columns). Every column lands in exactly one table.
+TABLE_GROUPS: list[tuple[str, Callable[[str], bool]]] = [
+    ("Summary", lambda k: k in TABLE_COLUMNS and not k.startswith("audit/mia_")),
+    ("Membership inference", lambda k: k.startswith("audit/mia_")),
+    ("U-LiRA", lambda k: k.startswith("audit/ulira_")),
+    ("One-run ε lower bound", lambda k: k == "audit/eps_lower_bound" or k.startswith("audit/one_run_")),
+    ("Other metrics", lambda k: True),
+]
 
 
 @dataclass
@@ -18,9 +71,11 @@ class Report:
     scalars: dict[str, float]
     histograms: dict[str, Any] = field(default_factory=dict)
     images: dict[str, str] = field(default_factory=dict)
+    html: Path | None = None
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per method: {"method": NAME, metric: value or None, ...}, summary columns first."""
     keys = [c for c in TABLE_COLUMNS if any(c in r for r in results["methods"].values())]
     keys += sorted({k for r in results["methods"].values() for k in r} - set(keys))
     return [{"method": name, **{k: row.get(k) for k in keys}} for name, row in results["methods"].items()]
@@ -31,31 +86,209 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         return ""
     cols = list(rows[0].keys())
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c == "method" else "---:" for c in cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def write_report(results: dict[str, Any], cfg: DictConfig, out: Path) -> Report:
+def grouped_tables(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """The method rows split into readable tables; the summary also gets the retrained models'
+    reference row (results["retrain"]: their accuracies and seconds)."""
+    rows = table_rows(results)
+    columns = [c for c in (rows[0] if rows else {}) if c != "method"]
+    tables, taken = [], set()
+    for title, wanted in TABLE_GROUPS:
+        cols = [c for c in columns if c not in taken and wanted(c)]
+        cols.sort(key=lambda c: _ORDER.get(c, len(_ORDER)))  # stable: unknown keys keep their order
+        if not cols:
+            continue
+        taken.update(cols)
+        group = [{"method": r["method"], **{c: r[c] for c in cols}} for r in rows]
+        reference = results.get("retrain", {})
+        if title == "Summary" and any(c in reference for c in cols):
+            group.append({"method": REFERENCE_ROW, **{c: reference.get(c) for c in cols}})
+        tables.append((title, group))
+    return tables
+
+
+# --- a tiny document model rendered both to Markdown and to HTML -----------------------------
+
+@dataclass
+class _Doc:
+    blocks: list[tuple[str, Any]] = field(default_factory=list)
+
+    def add(self, kind: str, value: Any) -> None:
+        self.blocks.append((kind, value))
+
+    def markdown(self) -> str:
+        out = []
+        for kind, v in self.blocks:
+            if kind == "h1":
+                out.append(f"# {v}")
+            elif kind == "h2":
+                out.append(f"## {v}")
+            elif kind == "h3":
+                out.append(f"### {v}")
+            elif kind == "p":
+                out.append(v)
+            elif kind == "list":
+                out.append("\n".join(f"- {item}" for item in v))
+            elif kind == "table":
+                out.append(markdown_table(v))
+            elif kind == "img":
+                alt, path, _ = v
+                out.append(f"![{alt}]({path})")
+            elif kind == "code":
+                lang, text = v
+                out.append(f"```{lang}\n{text.rstrip()}\n```")
+        return "\n\n".join(out) + "\n"
+
+    def html(self, title: str) -> str:
+        body = []
+        for kind, v in self.blocks:
+            if kind in ("h1", "h2", "h3"):
+                body.append(f"<{kind}>{_inline(v)}</{kind}>")
+            elif kind == "p":
+                body.append(f"<p>{_inline(v)}</p>")
+            elif kind == "list":
+                body.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in v) + "</ul>")
+            elif kind == "table":
+                body.append(_html_table(v))
+            elif kind == "img":
+                alt, _, file = v
+                data = base64.b64encode(Path(file).read_bytes()).decode("ascii")
+                body.append(f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+                            f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+            elif kind == "code":
+                _, text = v
+                body.append(f"<details open><summary>config (YAML)</summary><pre>{html.escape(text)}</pre></details>")
+        return _HTML.format(title=html.escape(title), body="\n".join(body))
+
+
+def _inline(text: str) -> str:
+    """Markdown `code` → <code>, everything else escaped."""
+    parts = str(text).split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+def _html_table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0].keys())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join(
+        "<tr" + (' class="reference"' if r.get("method") == REFERENCE_ROW else "") + ">"
+        + "".join(
+            f"<td>{html.escape(fmt(r.get(c)))}</td>" if c == "method" else f'<td class="num">{html.escape(fmt(r.get(c)))}</td>'
+            for c in cols
+        )
+        + "</tr>"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.25em 0.6em; }}
+th {{ background: #f2f2f2; }}
+td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+tr.reference td {{ font-style: italic; background: #fafafa; }}
+img {{ max-width: 100%; }}
+figure {{ margin: 1em 0; }}
+figcaption {{ color: #666; font-size: 0.85em; }}
+pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 0.85em; }}
+code {{ background: #f2f2f2; padding: 0 0.2em; }}
+</style></head>
+<body>
+{body}
+</body></html>
+"""
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+
+
+def _config_yaml(cfg: DictConfig | dict | None) -> str:
+    if cfg is None:
+        return ""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(cfg)
+    try:
+        return OmegaConf.to_yaml(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside a Hydra run: show it unresolved
+        return OmegaConf.to_yaml(cfg)
+
+
+def _plots(results: dict[str, Any], out: Path) -> list[tuple[str, str, str, Path]]:
+    """Draw every figure; returns (W&B key, section, caption, path) per PNG written."""
+    made = []
+
+    def save(fig, key: str, section: str, caption: str, filename: str) -> None:
+        if fig is not None:
+            made.append((key, section, caption, plots.save_png(fig, out / PLOTS_DIR / filename)))
+
+    save(plots.tradeoff_figure(results), "report/tradeoff", "Trade-off",
+         "Forgetting score against speed-up over retraining (log x axis)", "tradeoff.png")
+    save(plots.accuracy_figure(results), "report/accuracies", "Accuracies",
+         "Retain / forget / test accuracy per method against the retrained models'", "accuracies.png")
+    for name in results.get("methods", {}):
+        save(plots.eps_histogram_figure(results, name), f"report/eps/{name}", "Per-example ε",
+             f"Per-example ε of {name}" + ("" if name == plots.CONTROL else " beside the retrain control's"),
+             f"eps_{_safe(name)}.png")
+    return made
+
+
+def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Path) -> Report:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     rows = table_rows(results)
     scalars = {f"{r['method']}/{k}": v for r in rows for k, v in r.items() if k != "method" and v is not None}
-    histograms = {
-        f"{name}/audit/eps": arrays["audit/eps"]
-        for name, arrays in results.get("_arrays", {}).items()
-        if "audit/eps" in arrays
-    }
-    text = [
-        f"# unlearnlab study `{results['study']}`",
-        "",
-        f"N = {results['n_models']} retrained and N unlearned models per method.",
-        "",
-        markdown_table(rows),
-        "",
-        "## Config",
-        "",
-        "```yaml",
-        OmegaConf.to_yaml(cfg, resolve=True),
-        "```",
-    ]
-    path = out / "report.md"
-    path.write_text("\n".join(text))
-    return Report(path, rows, scalars, histograms)
+    histograms = {}
+    for name, arrays in results.get("_arrays", {}).items():
+        if "audit/eps" in arrays:
+            eps = np.asarray(arrays["audit/eps"], float)
+            histograms[f"{name}/audit/eps"] = eps[np.isfinite(eps)]
+    figures = _plots(results, out)
+
+    methods = list(results["methods"])
+    audits = list((cfg or {}).get("audit") or {}) if cfg is not None else []
+    doc = _Doc()
+    doc.add("h1", f"unlearnlab study `{results['study']}`")
+    intro = (f"N = {results['n_models']} retrained models, and N unlearned models per method; every number "
+             f"is a mean over the N models. Methods: {', '.join(f'`{m}`' for m in methods)}.")
+    if audits:
+        intro += f" Audits: {', '.join(f'`{a}`' for a in audits)}."
+    if plots.CONTROL in methods:
+        intro += (f" `{plots.CONTROL}` is the control: retrained models audited against the reference ones, "
+                  "the best any method can look.")
+    doc.add("p", intro)
+    doc.add("h2", "Results")
+    for title, table in grouped_tables(results):
+        doc.add("h3", title)
+        doc.add("table", table)
+        legend = [f"`{c}`: {METRIC_HELP[c]}" for c in table[0] if c in METRIC_HELP]
+        if legend:
+            doc.add("list", legend)
+    for section in ("Trade-off", "Accuracies", "Per-example ε"):
+        chosen = [f for f in figures if f[1] == section]
+        if not chosen:
+            continue
+        doc.add("h2", section)
+        for key, _, caption, path in chosen:
+            doc.add("img", (caption, f"{PLOTS_DIR}/{path.name}", path))
+    if not any(f[1] == "Trade-off" for f in figures):
+        doc.add("p", "No trade-off plot: it needs `audit/score` or `audit/F` (the `competition` audit) "
+                     "and a finite `cost/rte`.")
+    doc.add("h2", "Config")
+    doc.add("code", ("yaml", _config_yaml(cfg)))
+
+    md = out / "report.md"
+    md.write_text(doc.markdown())
+    page = out / "report.html"
+    page.write_text(doc.html(f"unlearnlab study {results['study']}"))
+    images = {key: str(path) for key, _, _, path in figures}
+    return Report(md, rows, scalars, histograms, images, page)
