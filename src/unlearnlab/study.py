@@ -124,7 +124,11 @@ class Study:
             row["cost/rte"] = retrain_seconds / max(row["cost/seconds"], 1e-9)
             arrays[name] = {}
             for audit_name, audit in audits.items():
-                for k, v in audit(inp).items():
+                try:
+                    measured = audit(inp)
+                except ValueError as err:  # the cells stay stored; only this audit can't run
+                    raise ConfigError(f"audit {audit_name} on {name}: {err}") from None
+                for k, v in measured.items():
                     if np.ndim(v) == 0:
                         row[k] = float(v)
                     else:
@@ -174,16 +178,27 @@ def _certificate_shares(rows: dict[str, dict[str, float]], arrays: dict[str, dic
 
 
 def results_table(results: dict[str, Any], columns=TABLE_COLUMNS) -> Table:
+    """The headline table: one row per method with the nine metrics every study reports."""
     table = Table(title=f"{results['study']}  (N = {results['n_models']} models per method)")
-    table.add_column("method", style="bold")
     present = [c for c in columns if any(c in row for row in results["methods"].values())]
-    extra = sorted({k for row in results["methods"].values() for k in row} - set(present))
-    for c in (*present, *extra):
-        table.add_column(c, justify="right")
+    table.add_column("method", style="bold", no_wrap=True)
+    for c in present:
+        table.add_column(c, justify="right", no_wrap=True)
     for name, row in results["methods"].items():
-        table.add_row(name, *(fmt(row.get(c)) for c in (*present, *extra)))
+        table.add_row(name, *(fmt(row.get(c)) for c in present))
     r = results["retrain"]
-    table.add_row("[dim]retrained (reference)", *(fmt(r.get(c)) for c in (*present, *extra)), style="dim")
+    table.add_row("retrained (reference)", *(fmt(r.get(c)) for c in present), style="dim")
+    return table
+
+
+def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    """Any further group of metrics (other audits, certificates) as its own small table."""
+    table = Table(title=title)
+    table.add_column("method", style="bold", no_wrap=True)
+    for c in columns:
+        table.add_column(c, justify="right", no_wrap=True)
+    for row in rows:
+        table.add_row(row["method"], *(fmt(row.get(c)) for c in columns))
     return table
 
 

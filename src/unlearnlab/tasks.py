@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
@@ -39,12 +40,12 @@ def study(cfg: DictConfig, compute: bool = True) -> float | None:
     """Run (or, with compute=False, only fetch) a study's cells; audit; table, results, report, W&B."""
     from unlearnlab.cells import CellRunner
     from unlearnlab.data import load_study_data
-    from unlearnlab.report import write_report
+    from unlearnlab.report import grouped_tables, write_report
     from unlearnlab.store import Store
-    from unlearnlab.study import Study, config_dict, results_table, write_results
+    from unlearnlab.study import TABLE_COLUMNS, Study, config_dict, results_table, rows_table, write_results
     from unlearnlab.tracking import Tracker
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
     device = training_device(cfg.trainer)
     out = output_dir(cfg)
     data = load_study_data(cfg.dataset, cfg.split).to(device)
@@ -54,6 +55,10 @@ def study(cfg: DictConfig, compute: bool = True) -> float | None:
     results = study.run(compute=compute)
     path = write_results(results, out)
     console.print(results_table(results))
+    for title, rows in grouped_tables(results):
+        extra = [c for c in rows[0] if c != "method" and c not in TABLE_COLUMNS]
+        if extra:
+            console.print(rows_table(title, [r for r in rows if r["method"] in results["methods"]], extra))
     report = write_report(results, cfg, out)
     tracker.audit(f"audit-{cfg.study_name}", report.scalars, report.rows, report.histograms, report.images)
     console.print(f"results: {path}\nreport:  {report.markdown}")

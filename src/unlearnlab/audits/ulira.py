@@ -21,7 +21,7 @@ from unlearnlab.audits.base import AuditInput
 def split_halves(n_models: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random (shadow, target) model indices; at least two shadows so a spread can be fitted."""
     if n_models < 4:
-        raise ValueError(f"need >= 4 models per side for shadow/target halves, got {n_models}")
+        raise ValueError(f"need >= 4 models per side for shadow/target halves, got {n_models}; set n_models>=4")
     perm = rng.permutation(n_models)
     return perm[: n_models // 2], perm[n_models // 2 :]
 
