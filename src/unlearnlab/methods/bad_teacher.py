@@ -1,0 +1,72 @@
+"""Bad Teacher / blindspot unlearning (Chundawat, Tarun, Mandal, Kankanhalli 2023, "Can Bad
+Teaching Induce Forgetting? Unlearning in Deep Networks using an Incompetent Teacher", AAAI;
+vikram2000b/bad-teaching-unlearning, unlearn.py).
+
+Two frozen teachers: the competent one (a copy of the original model) and an incompetent one
+(the same architecture, randomly initialised). The student (the model) is trained on one
+shuffled mix of the whole forget set and a random `retain_fraction` of the retain set (the
+source: 30%), minimising KL(teacher ‖ student) at temperature T, where the teacher is the
+incompetent one for forget examples and the competent one for retain examples. The source
+averages F.kl_div over every element ('mean'); here it is the KL per example ('batchmean'),
+i.e. the source's loss × C (with Adam this mostly rescales nothing)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from unlearnlab.errors import ConfigError
+from unlearnlab.methods._peer_utils import TensorBatches, frozen_copy, generator
+from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.retrain import reinitialise
+
+
+class BadTeacher(UnlearningMethod):
+    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+
+    def __init__(self, model, data, temperature: float = 1.0, retain_fraction: float = 0.3, **hparams) -> None:
+        super().__init__(model, data, **hparams)
+        if temperature <= 0 or not 0.0 <= float(retain_fraction) <= 1.0:
+            raise ConfigError(f"method: need temperature > 0 and retain_fraction in [0, 1] "
+                              f"(got {temperature}, {retain_fraction})")
+        self.temperature, self.retain_fraction = float(temperature), float(retain_fraction)
+        self.good_teacher = frozen_copy(model)
+        self.bad_teacher = frozen_copy(model)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(data.seed + 1)
+            reinitialise(self.bad_teacher)
+
+    def _mixed_set(self) -> tuple[torch.Tensor, torch.Tensor]:
+        xf, _ = self.data.tensors("forget")
+        xr, _ = self.data.tensors("retain")
+        n = int(round(self.retain_fraction * len(xr)))
+        pick = torch.randperm(len(xr), generator=generator(xr.device, self.data.seed + 2), device=xr.device)[:n]
+        x = torch.cat([xf, xr[pick]])
+        is_forget = torch.cat([torch.ones(len(xf), dtype=torch.bool, device=x.device),
+                               torch.zeros(n, dtype=torch.bool, device=x.device)])
+        return x, is_forget
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self.good_teacher.eval()
+        self.bad_teacher.eval()
+
+    def train_dataloader(self):
+        return TensorBatches(self._mixed_set(), self.batch_size, self.data.seed, augment=self.augment)
+
+    def teacher_probs(self, x: torch.Tensor, is_forget: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        with torch.no_grad():
+            good = F.softmax(self.good_teacher(x) / t, dim=1)
+            bad = F.softmax(self.bad_teacher(x) / t, dim=1)
+        return torch.where(is_forget.view(-1, 1), bad, good)
+
+    def training_step(self, batch, batch_idx):
+        x, is_forget = batch
+        target = self.teacher_probs(x, is_forget)
+        log_p = F.log_softmax(self.model(x) / self.temperature, dim=1)
+        loss = F.kl_div(log_p, target, reduction="batchmean")
+        self.track(loss=loss)
+        return loss

@@ -1,0 +1,24 @@
+"""NegGrad / gradient ascent (GA; Thudi et al. 2022, as in SalUn's and Unlearn-Sparse's GA
+baseline): maximise cross-entropy on the forget set, loss = −CE_forget. Unbounded: keep the
+learning rate small and the epochs few, or the model is destroyed."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch.nn.functional as F
+
+from unlearnlab.methods.base import UnlearningMethod
+
+
+class NegGrad(UnlearningMethod):
+    reads: ClassVar[frozenset[str]] = frozenset({"forget"})
+
+    def train_dataloader(self):
+        return self.data.batches("forget", self.batch_size, augment=self.augment)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        ce = F.cross_entropy(self.model(x), y)
+        self.track(loss=-ce, ce_forget=ce)
+        return -ce

@@ -1,0 +1,234 @@
+"""The peer methods (SPECS §4): neggrad, random_label, l1_sparse, salun, scrub, bad_teacher,
+boundary_shrink — each runs through the Trainer, changes the model, is bit-reproducible on
+CPU, never sees test data, and does what its paper says, measured."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import make_trainer, method_config
+
+from unlearnlab.errors import ConfigError
+from unlearnlab.methods.base import DataAccessError, MethodData
+from unlearnlab.models.small_cnn import SmallCNN
+
+# Tiny runs (1 epoch, at most LIMIT batches per fit): enough steps to move the weights.
+TINY = {
+    "neggrad": {"epochs": 1, "batch_size": 64, "lr": 0.05},
+    "random_label": {"epochs": 1, "batch_size": 64},
+    "l1_sparse": {"epochs": 1, "batch_size": 64},
+    "salun": {"epochs": 1, "batch_size": 64},
+    "scrub": {"epochs": 1, "msteps": 1, "batch_size": 64, "forget_batch_size": 32, "lr": 0.01},
+    "bad_teacher": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
+    "boundary_shrink": {"epochs": 1, "batch_size": 64, "lr": 0.01},
+}
+LIMIT = 3
+PEERS = sorted(TINY)
+
+
+def model_from(state_dict) -> SmallCNN:
+    model = SmallCNN(1, 10, 8, width=16)
+    model.load_state_dict(state_dict)
+    return model.eval()
+
+
+@torch.no_grad()
+def accuracy(model, data, part: str) -> float:
+    x, y = data.parts[part]
+    from unlearnlab.data.loader import normalise
+
+    logits = model.eval()(normalise(x, data.mean, data.std))
+    return float((logits.argmax(1) == y).float().mean())
+
+
+@torch.no_grad()
+def forget_ce(model, data) -> float:
+    from unlearnlab.data.loader import normalise
+
+    x, y = data.parts["forget"]
+    return float(F.cross_entropy(model.eval()(normalise(x, data.mean, data.std)), y))
+
+
+@functools.lru_cache(maxsize=None)
+def _config(name: str, overrides: tuple) -> dict:
+    return method_config(name, **dict(overrides))  # composing with Hydra costs ~1 s here
+
+
+def build(name, digits_data, state_dict, seed=0, reads=None, **overrides):
+    """The method as the framework builds it, not run (optionally with another `reads`)."""
+    from unlearnlab.cells import _method_class
+    from unlearnlab.registry import instantiate
+
+    cfg = {k: v for k, v in _config(name, tuple(sorted(overrides.items()))).items() if k != "name"}
+    L.seed_everything(seed, verbose=False)
+    cls = _method_class(cfg, name)
+    allowed = cls.reads if reads is None else frozenset(reads)
+    return instantiate(cfg, model=model_from(state_dict).train(), data=MethodData(digits_data, allowed, seed, name))
+
+
+def limited(limit: int = LIMIT):
+    """conftest's make_trainer, capped at `limit` batches per epoch (the shared CPU is slow)."""
+    return lambda **kw: make_trainer(**kw, limit_train_batches=limit)
+
+
+def run_limited(name, digits_data, state_dict, seed=0, limit=LIMIT, **overrides):
+    method = build(name, digits_data, state_dict, seed, **overrides)
+    method.run(limited(limit))
+    return method
+
+
+@pytest.fixture(scope="module")
+def runs(digits_data, trained_small_cnn):
+    """Each peer run twice with seed 0 (determinism) — shared by the generic tests."""
+    return {
+        name: tuple(run_limited(name, digits_data, trained_small_cnn, 0, **TINY[name]) for _ in range(2))
+        for name in PEERS
+    }
+
+
+# -- the contract, for every peer ------------------------------------------------------------
+@pytest.mark.parametrize("name", PEERS)
+def test_runs_changes_the_model_and_is_reproducible(name, runs, trained_small_cnn):
+    a, b = runs[name]
+    params = dict(a.model.named_parameters())
+    changed = [n for n, p in params.items() if not torch.equal(p.detach(), trained_small_cnn[n])]
+    assert changed, f"{name} left every weight unchanged"
+    for (n, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), f"{name}: {n} differs between two seed-0 runs"
+
+
+@pytest.mark.parametrize("name", PEERS)
+def test_never_sees_test(name, runs, digits_data, trained_small_cnn):
+    method = runs[name][0]
+    assert "test" not in method.data.allowed and method.data.allowed <= {"forget", "retain", "val"}
+    with pytest.raises(DataAccessError):
+        method.data.tensors("test")
+
+    cls = type(method)
+    # a subclass declaring test is refused before it is built
+    with pytest.raises(ConfigError, match="test"):
+        type("Peeking", (cls,), {"reads": frozenset({*cls.reads, "test"})}).check_reads()
+    # a method that reads a part it did not declare fails at the read
+    missing = sorted(cls.reads)[0]
+    with pytest.raises(DataAccessError, match=missing):
+        build(name, digits_data, trained_small_cnn, reads=cls.reads - {missing}, **TINY[name]).run(limited(1))
+
+
+# -- each peer's own behaviour ---------------------------------------------------------------
+def test_neggrad_raises_forget_ce(runs, digits_data, trained_small_cnn):
+    before = forget_ce(model_from(trained_small_cnn), digits_data)
+    after = forget_ce(runs["neggrad"][0].model, digits_data)
+    assert after > before + 0.05, (before, after)
+
+
+def test_random_label_lowers_forget_accuracy(digits_data, trained_small_cnn):
+    before = accuracy(model_from(trained_small_cnn), digits_data, "forget")
+    # 2 batches of 64 per epoch = the whole forget set (it comes first), relabelled each epoch
+    method = run_limited("random_label", digits_data, trained_small_cnn, 0, limit=2, epochs=3, batch_size=64, lr=0.05)
+    after = accuracy(method.model, digits_data, "forget")
+    assert after < before - 0.05, (before, after)
+
+
+def test_l1_sparse_shrinks_l1_norm_vs_finetune(digits_data, trained_small_cnn):
+    from unlearnlab.methods.l1_sparse import l1_norm
+
+    common = {"epochs": 1, "batch_size": 64, "lr": 0.01, "limit": 4}
+    plain = run_limited("l1_sparse", digits_data, trained_small_cnn, 0, alpha=0.0, **common)
+    sparse = run_limited("l1_sparse", digits_data, trained_small_cnn, 0, alpha=0.05, **common)
+    ft = run_limited("finetune", digits_data, trained_small_cnn, 0, scheduler="none", **common)
+    with torch.no_grad():
+        n_plain, n_sparse, n_ft = (float(l1_norm(m.model)) for m in (plain, sparse, ft))
+    assert n_plain == pytest.approx(n_ft, rel=1e-6)  # α = 0 is plain finetune, step for step
+    assert n_sparse < 0.99 * n_ft, (n_sparse, n_ft)
+
+
+def test_salun_moves_only_masked_weights(runs, trained_small_cnn):
+    method = runs["salun"][0]
+    total = sum(m.numel() for m in method.mask.values())
+    kept = sum(int(m.sum()) for m in method.mask.values())
+    assert kept / total == pytest.approx(method.mask_fraction, abs=1.0 / total + 1e-9)
+    moved_in_mask = 0
+    for name, p in method.model.named_parameters():
+        m, orig = method.mask[name], trained_small_cnn[name]
+        assert torch.equal(p.detach()[~m], orig[~m]), f"{name}: a masked-out weight moved"
+        moved_in_mask += int((p.detach()[m] != orig[m]).sum())
+    assert moved_in_mask > 0.5 * kept  # the masked weights did train
+
+
+def test_salun_mask_is_the_top_forget_gradients(digits_data, trained_small_cnn):
+    method = build("salun", digits_data, trained_small_cnn, mask_fraction=0.2)
+    mask = method.saliency_mask()
+    x, y = digits_data.parts["forget"]
+    from unlearnlab.data.loader import normalise
+
+    model = model_from(trained_small_cnn)
+    F.cross_entropy(model(normalise(x, digits_data.mean, digits_data.std)), y, reduction="sum").backward()
+    g = torch.cat([p.grad.abs().flatten() for p in model.parameters()])
+    m = torch.cat([mask[n].flatten() for n, _ in model.named_parameters()])
+    assert m.float().mean() == pytest.approx(0.2, abs=1e-3)
+    assert g[m].min() >= g[~m].max() * (1 - 1e-5)
+
+
+def test_scrub_max_step_raises_forget_kl(digits_data, trained_small_cnn):
+    from unlearnlab.methods._peer_utils import kl_student_teacher
+    from unlearnlab.data.loader import normalise
+
+    method = build("scrub", digits_data, trained_small_cnn, epochs=1, msteps=1, forget_batch_size=32, lr=0.01)
+    x = normalise(digits_data.parts["forget"][0], digits_data.mean, digits_data.std)
+
+    def kl() -> float:
+        with torch.no_grad():
+            was = method.model.training
+            out = float(kl_student_teacher(method.model.eval()(x), method.teacher.eval()(x), method.temperature))
+            method.model.train(was)
+            return out
+
+    before = kl()
+    method.fit_phase(limited(2), "max", 0)
+    after_max = kl()
+    assert before < 1e-6 < after_max, (before, after_max)
+    assert method.phase == "max"
+    method.fit_phase(limited(2), "min", 0)  # the same optimizer carries on into the min phase
+    assert method.configure_optimizers() is method._optim
+
+
+def test_bad_teacher_moves_forget_outputs_toward_random_teacher(digits_data, trained_small_cnn):
+    from unlearnlab.data.loader import normalise
+
+    method = run_limited("bad_teacher", digits_data, trained_small_cnn, 0, limit=4, epochs=2, batch_size=64, lr=1e-3)
+    x = normalise(digits_data.parts["forget"][0], digits_data.mean, digits_data.std)
+
+    def kl_to_bad(model) -> float:
+        with torch.no_grad():
+            p_bad = F.softmax(method.bad_teacher.eval()(x), 1)
+            return float(F.kl_div(F.log_softmax(model.eval()(x), 1), p_bad, reduction="batchmean"))
+
+    before, after = kl_to_bad(model_from(trained_small_cnn)), kl_to_bad(method.model)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_boundary_shrink_labels_are_wrong_and_forget_accuracy_falls(digits_data, trained_small_cnn):
+    method = run_limited("boundary_shrink", digits_data, trained_small_cnn, 0, limit=2, epochs=3, batch_size=64, lr=0.05)
+    y = digits_data.parts["forget"][1]
+    assert bool((method.adv_labels != y).all())
+    assert 0.0 <= float(method.flip_rate) <= 1.0
+    before = accuracy(model_from(trained_small_cnn), digits_data, "forget")
+    after = accuracy(method.model, digits_data, "forget")
+    assert after < before - 0.1, (before, after)
+
+
+@pytest.mark.parametrize("name", PEERS)
+def test_digits_preset_composes(name):
+    """NAME_digits (where it exists) keeps NAME's target and overrides only hyperparameters."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "conf" / "method" / f"{name}_digits.yaml"
+    if not path.exists():
+        pytest.skip(f"{name} needs no digits preset")
+    base, preset = method_config(name), method_config(f"{name}_digits")
+    assert preset["name"] == f"{name}_digits" and preset["_target_"] == base["_target_"]
+    assert set(preset) == set(base)
