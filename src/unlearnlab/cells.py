@@ -118,11 +118,12 @@ class CellRunner:
 
     def run(self, cell: Cell) -> CellResult:
         key = cell.key
-        if (found := self.fetch(cell)) is not None:
-            return found
+        if (entry := self.store.fetch(cell.kind, key)) is not None:
+            return CellResult(cell, entry, cached=True)
         with self.store.lock(cell.kind, key):
-            if self.store.has(cell.kind, key):  # another job finished it while we waited
-                return CellResult(cell, self.store.load(cell.kind, key), cached=True)
+            # another job may have finished it while we waited; a corrupt entry is quarantined
+            if (entry := self.store.fetch(cell.kind, key, repair=True)) is not None:
+                return CellResult(cell, entry, cached=True)
             return CellResult(cell, self._compute(cell), cached=False)
 
     def _make_trainer(self, logger):

@@ -22,11 +22,13 @@ def config_dir() -> str:
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def app(cfg: DictConfig) -> float | None:
+    from unlearnlab.store import CorruptEntryError
     from unlearnlab.tasks import run_task
+    from unlearnlab.training import DivergedError
 
     try:
         return run_task(cfg)
-    except ConfigError as err:
+    except (ConfigError, DivergedError, CorruptEntryError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -92,6 +92,9 @@ def quiet_lightning() -> None:
 
 
 def run_task(cfg: DictConfig):
+    from unlearnlab.registry import check_config
+
+    check_config(cfg)  # untrusted _target_s and out-of-range values, before any work
     quiet_lightning()
     task = str(cfg.get("task", "study"))
     if task not in TASKS:

@@ -65,7 +65,10 @@ class EpochMetrics(L.LightningModule):
     def track(self, **values: torch.Tensor) -> None:
         for name, v in values.items():
             v = v.detach().float()
-            self._sums[name] = self._sums[name] + v if name in self._sums else v.clone()
+            if name in self._sums:
+                self._sums[name].add_(v)
+            else:
+                self._sums[name] = v.clone()
         self._count += 1 if values else 0
 
     def on_train_epoch_start(self) -> None:

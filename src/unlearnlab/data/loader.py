@@ -2,7 +2,12 @@
 
 A per-sample Python DataLoader with PIL augmentation feeds ~6k img/s on 2 CPU cores and
 can't keep a GPU busy (DESIGN.md, performance notes); indexing one device tensor per batch
-and augmenting batch-wise has no per-sample Python at all, on CPU and GPU alike.
+and augmenting batch-wise has no per-sample Python at all, on CPU and GPU alike. Nothing here
+reads a value back to the host, so iterating never waits for the device.
+
+Batches come out in `memory_format` (NCHW-contiguous by default; `torch.channels_last` for a model
+built with `channels_last: true`, see `unlearnlab.models.memory_format`): the layout is set on the
+small uint8 batch, before normalisation, so no float copy is spent on it.
 """
 
 from __future__ import annotations
@@ -48,7 +53,11 @@ def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 class DeviceBatches:
     """An epoch-iterable of (x, y) batches; shuffling and augmentation are seeded per epoch so a
-    fit is reproducible, and each new epoch draws a new order."""
+    fit is reproducible, and each new epoch draws a new order.
+
+    Epoch e draws from one generator seeded with `seed * 100_003 + e`: the permutation first, then
+    per batch the crop offsets (rows, then columns) and the flip coins. x comes out as float32,
+    normalised, in `memory_format`; y as given."""
 
     def __init__(
         self,
@@ -61,6 +70,7 @@ class DeviceBatches:
         seed: int = 0,
         augment: Augment = Augment(),
         drop_last: bool = False,
+        memory_format: torch.memory_format = torch.contiguous_format,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size={batch_size} must be ≥ 1")
@@ -68,6 +78,7 @@ class DeviceBatches:
         self.mean, self.std = mean.to(x.device), std.to(x.device)
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.augment, self.drop_last = augment, drop_last
+        self.memory_format = memory_format
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -87,4 +98,6 @@ class DeviceBatches:
                 xb = random_crop(xb, self.augment.crop_padding, gen)
             if self.augment.flip:
                 xb = random_flip(xb, gen)
+            # the crop's gather leaves NHWC strides behind: fix the layout the model gets
+            xb = xb.contiguous(memory_format=self.memory_format)
             yield normalise(xb, self.mean, self.std), self.y[idx]

@@ -1,0 +1,508 @@
+"""`unlearnlab task=bench`: how fast the framework is, measured on whatever device is present.
+
+Sections (all measured in one process, side by side):
+
+1. framework / plain loop: epoch time of the framework (Lightning Trainer built exactly as cells
+   build it, SupervisedModule, DeviceBatches) against a hand-written loop
+   (`for x, y in batches: loss.backward(); opt.step()`) on the same model, optimizer, scheduler,
+   device-resident batches (synthetic 32×32, crop + flip) and precision. Framework and plain
+   epochs alternate (to cancel drift); each side reports its best of k. Goal: ratio ≤ 1.05.
+   "fit/plain" also counts the Trainer's construction and fit setup/teardown, paid once per cell.
+2. training throughput (img/s, plain loop, augmentation included) of small_cnn, fastnet and
+   resnet18_cifar on synthetic 32×32 data, per precision/memory-format variant.
+3. the competition audit's time at 5,000 examples × (512 + 512) models.
+4. unlearning cost: per method, its cell's seconds against a retrain cell's seconds on the study's
+   data with the study's recipe (real cells, computed in a throw-away store; rounds interleave
+   retrain and methods; best of R).
+5. device-hours of an N = 512 + 512 study, estimated from the rates above.
+
+Options, read from `cfg.bench` (absent from conf/config.yaml, so add them with `+bench.KEY=...`):
+`+bench.tiny=true` (seconds-long CPU smoke run), `+bench.repeats=K` (k of the best-of-k),
+`+bench.ratio_models=[small_cnn,fastnet]`, `+bench.throughput_models=[...]`,
+`+bench.ratio_images=N`, `+bench.batch_size=B`, `+bench.methods=[finetune,neggrad_plus,retrain]`,
+`+bench.method_repeats=R`, `+bench.audit_examples=5000`, `+bench.audit_models=512`,
+`+bench.n_study=512`, `+bench.channels_last=true|false`, `+bench.precisions=[32-true,bf16-mixed]`,
+`+bench.sections=[ratio,throughput,audit,methods]`, `+bench.threads=T` (CPU threads). Nothing
+is logged to W&B; results go to the terminal and to bench.json in the output directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from unlearnlab.data.loader import Augment, DeviceBatches
+from unlearnlab.errors import ConfigError
+from unlearnlab.models import build_model, memory_format
+from unlearnlab.training import OptimSettings, SupervisedModule
+
+SECTIONS = ("ratio", "throughput", "audit", "methods")
+IMAGE = (3, 32, 32)
+CIFAR_TRAIN = 50_000  # CIFAR-10's train set, for the audit-scale estimate
+CIFAR_RETAIN = 45_000  # ... minus a 10% forget set
+
+
+# ---------------------------------------------------------------------------------- options
+def _defaults(device: torch.device, tiny: bool) -> dict[str, Any]:
+    gpu = device.type == "cuda"
+    if tiny:
+        return dict(
+            repeats=2, ratio_models=["small_cnn"], ratio_images=64, batch_size=32,
+            throughput_models=["small_cnn", "fastnet", "resnet18_cifar"], throughput_batches=1, throughput_batch=8,
+            methods=["finetune", "neggrad_plus", "retrain"], method_repeats=1, epochs=1,
+            audit_examples=200, audit_models=16, n_study=512, precisions=None, channels_last=None,
+            sections=list(SECTIONS), threads=1,
+        )
+    return dict(
+        repeats=5 if gpu else 3,
+        ratio_models=["small_cnn", "fastnet"],
+        ratio_images=45_000 if gpu else 512,
+        batch_size=512 if gpu else 64,
+        throughput_models=["small_cnn", "fastnet", "resnet18_cifar"],
+        throughput_batches=20 if gpu else 3,
+        throughput_batch=512 if gpu else 64,
+        methods=["finetune", "neggrad_plus", "retrain"],
+        method_repeats=2,
+        epochs=None,  # the study's recipe as configured
+        audit_examples=5000,
+        audit_models=512,
+        n_study=512,
+        precisions=None,  # GPU: 32-true and bf16-mixed (+ channels_last); CPU: 32-true
+        channels_last=None,  # ratio section: on with a *-mixed precision on a GPU, else the model's
+        sections=list(SECTIONS),
+        threads=None,  # CPU threads (torch.set_num_threads); None: torch's default
+    )
+
+
+def bench_options(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
+    given = cfg.get("bench") or {}
+    given = OmegaConf.to_container(given, resolve=True) if isinstance(given, DictConfig) else dict(given)
+    tiny = bool(given.get("tiny", False))
+    opts = _defaults(device, tiny)
+    unknown = set(given) - set(opts) - {"tiny"}
+    if unknown:
+        raise ConfigError(f"bench: unknown option(s) {sorted(unknown)}; known: {sorted(opts) + ['tiny']}")
+    opts.update(given)
+    opts["tiny"] = tiny
+    bad = set(opts["sections"]) - set(SECTIONS)
+    if bad:
+        raise ConfigError(f"bench.sections: unknown {sorted(bad)}; use some of {list(SECTIONS)}")
+    return opts
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _conf_dir() -> Path:
+    from unlearnlab.cli import config_dir
+
+    return Path(config_dir())
+
+
+def model_config(name: str, channels_last: bool | None = None) -> DictConfig:
+    path = _conf_dir() / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"bench: no model config {path}")
+    cfg = OmegaConf.load(path)
+    if channels_last is not None:
+        cfg.channels_last = bool(channels_last)
+    cfg.compile = False
+    return cfg
+
+
+def autocast_for(precision: str, device: torch.device):
+    """The autocast a plain loop needs to match Lightning's `precision` (None: no autocast)."""
+    p = str(precision)
+    if p in ("32-true", "32", "64-true", "64"):
+        return None
+    if p in ("bf16-mixed",):
+        return torch.bfloat16
+    if p in ("16-mixed", "16"):
+        if device.type != "cuda":
+            raise ConfigError("bench: precision 16-mixed needs CUDA")
+        return torch.float16
+    raise ConfigError(f"bench: the plain loop supports precision 32-true, bf16-mixed and 16-mixed, not {p!r}")
+
+
+def synthetic_batches(n: int, batch_size: int, device: torch.device, seed: int = 0,
+                      fmt: torch.memory_format = torch.contiguous_format, num_classes: int = 10) -> DeviceBatches:
+    """n random uint8 32×32 RGB images on the device, with the kit's crop(pad 4) + flip."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, 256, (n, *IMAGE), generator=g, dtype=torch.uint8).to(device)
+    y = torch.randint(0, num_classes, (n,), generator=g).to(device)
+    mean = torch.full((1, 3, 1, 1), 0.5)
+    std = torch.full((1, 3, 1, 1), 0.25)
+    return DeviceBatches(x, y, mean, std, batch_size, True, seed, Augment(4, True), memory_format=fmt)
+
+
+def plain_epoch(model: torch.nn.Module, batches, optim: OptimSettings, precision: str,
+                device: torch.device) -> float:
+    """One epoch of a hand-written loop; returns its seconds (device synchronised)."""
+    built = optim.build(model.parameters(), len(batches))
+    opt, sched = (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) else (built, None)
+    dtype = autocast_for(precision, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None
+    model.train()
+    _sync(device)
+    start = time.perf_counter()
+    for x, y in batches:
+        with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        if sched is not None:
+            sched.step()
+    _sync(device)
+    return time.perf_counter() - start
+
+
+class EpochTimer(L.Callback):
+    """Wall time of each training epoch inside a fit (device synchronised at both ends)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.times, self._t0 = device, [], 0.0
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        _sync(self.device)
+        self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        _sync(self.device)
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def framework_epoch(make_trainer, model, batches, optim: OptimSettings, device: torch.device) -> tuple[float, float]:
+    """One 1-epoch fit as a cell runs it: (epoch seconds, whole fit seconds incl. Trainer setup)."""
+    _sync(device)
+    start = time.perf_counter()
+    trainer = make_trainer(1)
+    timer = EpochTimer(device)
+    trainer.callbacks.append(timer)
+    trainer.fit(SupervisedModule(model, batches, 1, optim))
+    _sync(device)
+    return timer.times[-1], time.perf_counter() - start
+
+
+def _finite_positive(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+# ---------------------------------------------------------------------------------- sections
+def bench_ratio(opts, cfg, make_trainer, device, console: Console) -> list[dict[str, Any]]:
+    precision = str(cfg.trainer.precision)
+    autocast_for(precision, device)  # fail early on an unsupported precision
+    mixed = precision.endswith("-mixed")
+    channels_last = opts["channels_last"]
+    if channels_last is None and device.type == "cuda" and mixed:
+        channels_last = True
+    optim = OptimSettings("sgd", 0.01, 0.9, 5e-4, "cosine")
+    rows = []
+    for name in opts["ratio_models"]:
+        L.seed_everything(0, verbose=False)
+        fw_model = build_model(model_config(name, channels_last), IMAGE, 10).to(device)
+        pl_model = copy.deepcopy(fw_model)
+        fmt = memory_format(fw_model)
+        batches = synthetic_batches(int(opts["ratio_images"]), int(opts["batch_size"]), device, fmt=fmt)
+        # warm-up (allocator, cuDNN autotuning, lazy init): one epoch each, not counted
+        framework_epoch(make_trainer, fw_model, batches, optim, device)
+        plain_epoch(pl_model, batches, optim, precision, device)
+        fw, fit, pl = [], [], []
+        for r in range(int(opts["repeats"])):
+            order = ("fw", "pl") if r % 2 == 0 else ("pl", "fw")
+            for side in order:
+                if side == "fw":
+                    e, f = framework_epoch(make_trainer, fw_model, batches, optim, device)
+                    fw.append(e)
+                    fit.append(f)
+                else:
+                    pl.append(plain_epoch(pl_model, batches, optim, precision, device))
+        row = {
+            "model": name, "images": len(batches.y), "batch_size": batches.batch_size, "steps": len(batches),
+            "precision": precision, "channels_last": fmt == torch.channels_last, "repeats": len(fw),
+            "framework_epoch_s": min(fw), "plain_epoch_s": min(pl), "framework_fit_s": min(fit),
+            "ratio": min(fw) / min(pl), "fit_ratio": min(fit) / min(pl),
+            "fit_overhead_s": max(0.0, min(fit) - min(fw)),
+            "framework_img_s": len(batches.y) / min(fw), "plain_img_s": len(batches.y) / min(pl),
+        }
+        rows.append(row)
+        console.print(
+            f"framework/plain epoch ratio ({name}): {row['ratio']:.3f}  "
+            f"(framework {row['framework_epoch_s']:.3f} s, plain {row['plain_epoch_s']:.3f} s, "
+            f"best of {row['repeats']}; fit/plain {row['fit_ratio']:.3f})"
+        )
+    return rows
+
+
+def _variants(opts, cfg, device) -> list[tuple[str, bool]]:
+    if opts["precisions"]:
+        precisions = [str(p) for p in opts["precisions"]]
+    elif device.type == "cuda":
+        precisions = ["32-true", "bf16-mixed"]
+    else:
+        precisions = [str(cfg.trainer.precision)]
+    out = []
+    for p in precisions:
+        cl = opts["channels_last"]
+        if cl is None:
+            cl = device.type == "cuda" and p.endswith("-mixed")
+        out.append((p, bool(cl)))
+    return out
+
+
+def bench_throughput(opts, cfg, device, console: Console) -> list[dict[str, Any]]:
+    rows = []
+    optim = OptimSettings("sgd", 0.01, 0.9, 5e-4, "none")
+    bs, nb = int(opts["throughput_batch"]), int(opts["throughput_batches"])
+    for precision, cl in _variants(opts, cfg, device):
+        for name in opts["throughput_models"]:
+            L.seed_everything(0, verbose=False)
+            model = build_model(model_config(name, cl), IMAGE, 10).to(device)
+            batches = synthetic_batches(bs * nb, bs, device, fmt=memory_format(model))
+            plain_epoch(model, synthetic_batches(bs, bs, device, fmt=memory_format(model)), optim, precision, device)
+            best = min(plain_epoch(model, batches, optim, precision, device) for _ in range(int(opts["repeats"])))
+            rows.append({
+                "model": name, "precision": precision, "channels_last": cl, "batch_size": bs,
+                "images": bs * nb, "seconds": best, "img_s": bs * nb / best,
+            })
+            console.print(f"  {name:15s} {precision:11s} channels_last={cl!s:5s} {bs * nb / best:10.0f} img/s")
+    return rows
+
+
+def bench_audit(opts, console: Console) -> dict[str, Any]:
+    n, m = int(opts["audit_examples"]), int(opts["audit_models"])
+    try:
+        from unlearnlab.audits.competition import benchmark
+    except ImportError as err:
+        msg = f"competition audit benchmark unavailable: unlearnlab.audits.competition.benchmark ({err})"
+        console.print(f"[yellow]{escape(msg)}[/yellow]")
+        return {"examples": n, "models": m, "error": msg}
+    seconds = float(benchmark(n_examples=n, n_models=m, seed=0))
+    console.print(f"  audit: {n} examples × ({m} + {m}) models in {seconds:.2f} s")
+    return {"examples": n, "models": m, "seconds": seconds}
+
+
+def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
+    c = copy.deepcopy(cfg)
+    OmegaConf.set_struct(c, False)
+    c.logger = {"kind": "none"}
+    if opts["epochs"] is not None:
+        c.train.epochs = int(opts["epochs"])
+        for name in c.get("methods") or {}:
+            if "epochs" in c.methods[name]:
+                c.methods[name].epochs = int(opts["epochs"])
+        if c.get("method") is not None and "epochs" in c.method:
+            c.method.epochs = int(opts["epochs"])
+    return c
+
+
+def bench_methods(opts, cfg, device, console: Console) -> dict[str, Any]:
+    from unlearnlab.cells import CellRunner
+    from unlearnlab.data import load_study_data
+    from unlearnlab.store import Store
+    from unlearnlab.tracking import Tracker
+
+    c = _study_cfg(cfg, opts)
+    methods = dict(c.get("methods") or {})
+    if c.get("method") is not None:
+        methods[str(c.method.name)] = c.method
+    chosen, missing = {}, []
+    for name in opts["methods"]:
+        (chosen.__setitem__(name, methods[name]) if name in methods else missing.append(name))
+    for name in missing:
+        console.print(f"[yellow]method {name!r} is not in this study's methods; add +method@methods.{name}={name}[/yellow]")
+    data = load_study_data(c.dataset, c.split).to(device)
+    reps = int(opts["method_repeats"])
+    with tempfile.TemporaryDirectory(prefix="unlearnlab-bench-") as tmp:
+        runner = CellRunner(c, data, Store(Path(tmp) / "store"), Tracker({"kind": "none"}, "bench", tmp, {}))
+        original = runner.run(runner.original()).metrics["cost/seconds"]  # also warms everything up
+        retrain: list[float] = []
+        unlearn: dict[str, list[float]] = {name: [] for name in chosen}
+        for i in range(reps):  # rounds interleave retrain and methods, so drift hits all alike
+            retrain.append(runner.run(runner.retrain(i)).metrics["cost/seconds"])
+            for name, mcfg in chosen.items():
+                unlearn[name].append(runner.run(runner.unlearn(name, mcfg, i)).metrics["cost/seconds"])
+    r = min(retrain)
+    out = {
+        "dataset": str(c.dataset.name), "model": str(c.model.name), "train_epochs": int(c.train.epochs),
+        "repeats": reps, "original_s": original, "retrain_s": r, "retrain_all_s": retrain, "methods": {},
+        "missing": missing,
+    }
+    for name, secs in unlearn.items():
+        u = min(secs)
+        out["methods"][name] = {"unlearn_s": u, "unlearn_over_retrain": u / r, "rte": r / u, "all_s": secs}
+        console.print(f"  {name:15s} unlearn {u:.2f} s  retrain {r:.2f} s  unlearn/retrain {u / r:.3f}")
+    return out
+
+
+def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
+    """Device-hours of an N = n_study + n_study study, from the measured rates."""
+    n = int(opts["n_study"])
+    est: dict[str, Any] = {"n_models": n, "device": device_name, "assumptions": []}
+    audit_s = results.get("audit", {}).get("seconds")
+    m = results.get("methods")
+    if m and m.get("methods"):
+        k = len(m["methods"])
+        total = m["original_s"] + n * m["retrain_s"] + n * sum(v["unlearn_s"] for v in m["methods"].values())
+        total += k * (audit_s or 0.0)
+        est["this_study_hours"] = total / 3600
+        est["assumptions"].append(
+            f"this study ({m['dataset']}, {m['model']}, {m['train_epochs']} epochs): 1 original + {n} retrain + "
+            f"{n} × {k} methods ({', '.join(m['methods'])}) at the measured seconds per cell, one process on "
+            f"one device, plus {k} audits at the measured 5,000 × (512 + 512) time (an upper bound)"
+        )
+    tp = [r for r in results.get("throughput", []) if r["model"] == "fastnet"]
+    if tp:
+        best = max(tp, key=lambda r: r["img_s"])
+        recipe = OmegaConf.load(_conf_dir() / "train" / "fastnet.yaml")
+        epochs = int(recipe.epochs)
+        fit_overhead = max([r["fit_overhead_s"] for r in results.get("ratio", [])] or [0.0])
+        # a ratio < 1 is noise (the framework runs the same loop plus bookkeeping): never discount
+        ratio = max([r["ratio"] for r in results.get("ratio", []) if r["model"] == "fastnet"] + [1.0])
+        retrain_s = epochs * CIFAR_RETAIN / best["img_s"] * ratio + fit_overhead
+        original_s = epochs * CIFAR_TRAIN / best["img_s"] * ratio + fit_overhead
+        rel = {k: v["unlearn_over_retrain"] for k, v in (m or {}).get("methods", {}).items()}
+        total = original_s + n * retrain_s + n * retrain_s * sum(rel.values()) + len(rel) * (audit_s or 0.0)
+        est["cifar10_fastnet_hours"] = total / 3600
+        est["cifar10_fastnet_retrain_s"] = retrain_s
+        est["assumptions"].append(
+            f"CIFAR-10 fastnet study: {epochs} epochs (conf/train/fastnet.yaml) over 45,000 retain images at the "
+            f"measured fastnet rate ({best['img_s']:.0f} img/s, {best['precision']}, channels_last="
+            f"{best['channels_last']}, plain loop) × the measured framework/plain ratio ({ratio:.3f}) + "
+            f"{fit_overhead:.2f} s Trainer setup per cell; each method costs its unlearn/retrain ratio measured "
+            f"on {(m or {}).get('dataset', '?')} ({', '.join(rel) or 'none measured'}); one process per device "
+            "(DESIGN.md: 2 jobs per GPU gain ~1.5× for small nets); evaluation/storing of outputs not counted"
+        )
+    return est
+
+
+# ---------------------------------------------------------------------------------- output
+def _fmt(x: Any, digits: int = 3) -> str:
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}" if abs(x) < 1e4 else f"{x:,.0f}"
+    return str(x)
+
+
+def print_tables(results: dict[str, Any], console: Console) -> None:
+    dev = results["device"]
+    if results.get("ratio"):
+        r0 = results["ratio"][0]
+        t = Table(title=f"framework vs plain loop, epoch of {r0['images']} images, batch {r0['batch_size']} "
+                        f"({dev}; best of {r0['repeats']}, alternating; goal ratio ≤ 1.05)")
+        for col in ("model", "precision", "framework s", "plain s", "ratio", "fit/plain", "setup s", "img/s"):
+            t.add_column(col, justify="left" if col in ("model", "precision") else "right")
+        for r in results["ratio"]:
+            prec = r["precision"] + (" NHWC" if r["channels_last"] else "")
+            t.add_row(r["model"], prec, _fmt(r["framework_epoch_s"]), _fmt(r["plain_epoch_s"]), _fmt(r["ratio"]),
+                      _fmt(r["fit_ratio"]), _fmt(r["fit_overhead_s"], 2), _fmt(r["framework_img_s"], 0))
+        console.print(t)
+    if results.get("throughput"):
+        t = Table(title=f"training throughput, synthetic 32×32, crop+flip on device, plain loop ({dev})")
+        for col in ("model", "precision", "channels_last", "batch", "img/s"):
+            t.add_column(col)
+        for r in results["throughput"]:
+            t.add_row(r["model"], r["precision"], str(r["channels_last"]), str(r["batch_size"]), _fmt(r["img_s"], 0))
+        console.print(t)
+    if "audit" in results:
+        a = results["audit"]
+        t = Table(title=f"competition audit ({platform.processor() or 'CPU'}, numpy)")
+        t.add_column("examples")
+        t.add_column("models")
+        t.add_column("seconds")
+        t.add_row(str(a["examples"]), f"{a['models']} + {a['models']}",
+                  _fmt(a["seconds"], 2) if "seconds" in a else f"[yellow]{escape(a['error'])}[/yellow]")
+        console.print(t)
+    m = results.get("methods")
+    if m:
+        t = Table(title=f"unlearning cost on {m['dataset']} / {m['model']}, the study's recipe "
+                        f"(retrain {m['retrain_s']:.2f} s/cell; {dev}; best of {m['repeats']}, interleaved)")
+        for col in ("method", "unlearn s", "unlearn / retrain", "RTE (retrain / unlearn)"):
+            t.add_column(col)
+        for name, r in m["methods"].items():
+            t.add_row(name, _fmt(r["unlearn_s"], 2), _fmt(r["unlearn_over_retrain"]), _fmt(r["rte"], 2))
+        console.print(t)
+    e = results.get("estimate")
+    if e and ("this_study_hours" in e or "cifar10_fastnet_hours" in e):
+        t = Table(title=f"estimated device-hours of an N = {e['n_models']} + {e['n_models']} study on {dev}")
+        t.add_column("study")
+        t.add_column("hours", justify="right")
+        if "this_study_hours" in e:
+            t.add_row("this study's data, model and recipe", _fmt(e["this_study_hours"], 3))
+        if "cifar10_fastnet_hours" in e:
+            t.add_row("CIFAR-10, fastnet, conf/train/fastnet.yaml", _fmt(e["cifar10_fastnet_hours"], 3))
+        console.print(t)
+        for a in e["assumptions"]:
+            console.print(f"  assumption: {a}")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"CPU ({platform.machine()}, {threads} threads)"
+
+
+def bench_task(cfg: DictConfig) -> dict[str, Any]:
+    from unlearnlab.cells import CellRunner
+    from unlearnlab.tasks import output_dir, training_device
+
+    console = Console()
+    device = training_device(cfg.trainer)
+    opts = bench_options(cfg, device)
+    if opts["threads"]:
+        torch.set_num_threads(int(opts["threads"]))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    name = device_name(device)
+    results: dict[str, Any] = {
+        "device": name, "torch": torch.__version__, "lightning": L.__version__,
+        "precision": str(cfg.trainer.precision), "tiny": opts["tiny"], "options": opts,
+    }
+    console.print(f"[bold]unlearnlab bench[/bold] on {name} (precision {cfg.trainer.precision}"
+                  f"{', tiny' if opts['tiny'] else ''})")
+    plain_cfg = _study_cfg(cfg, {"epochs": None})
+    make_trainer = CellRunner(plain_cfg, None, None, None)._make_trainer(None)  # the Trainer cells use
+    if "ratio" in opts["sections"]:
+        console.rule("framework vs plain loop")
+        results["ratio"] = bench_ratio(opts, cfg, make_trainer, device, console)
+    if "throughput" in opts["sections"]:
+        console.rule("throughput")
+        results["throughput"] = bench_throughput(opts, cfg, device, console)
+    if "audit" in opts["sections"]:
+        console.rule("audit")
+        results["audit"] = bench_audit(opts, console)
+    if "methods" in opts["sections"]:
+        console.rule("unlearning cost")
+        results["methods"] = bench_methods(opts, cfg, device, console)
+    results["estimate"] = estimate(opts, results, name)
+    console.rule("results")
+    print_tables(results, console)
+    out = output_dir(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "bench.json"
+    path.write_text(json.dumps(results, indent=2, default=str))
+    console.print(f"bench: {path}")
+    return results

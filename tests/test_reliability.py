@@ -1,0 +1,505 @@
+"""Reliability and safety (issue 8): bad input, faults and untrusted files lose nothing and
+explain themselves.
+
+Each test provokes one failure class and asserts (a) what the user sees — one line on stderr,
+`error: ...`, exit status 2 (Hydra's own messages for unknown names) — and (b) that nothing
+finished was lost or altered: every store entry keeps its files, checksums and mtimes.
+
+CLI runs are slow on a loaded 2-core machine (~35 s to start and load data), so one tiny study
+(digits, N=2, 1 epoch, finetune only) is computed once per module and each test works on a copy.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from unlearnlab.store import CorruptEntryError, Store, StoreWriteError
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = ["n_models=2", "train.epochs=1", "method=finetune", "controls=[]", "logger=none", "audit=[competition]"]
+KINDS = ("original", "retrain", "unlearn")
+
+
+def unlearnlab(root: Path, *overrides: str, driver: Path | None = None, env: dict | None = None,
+               timeout: int = 1500) -> subprocess.CompletedProcess:
+    entry = [str(driver)] if driver else ["-m", "unlearnlab.cli"]
+    proc = subprocess.run(
+        [sys.executable, *entry, f"paths.root={root}", "hydra.run.dir=" + str(root / "out"), *overrides],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout,
+    )
+    return proc
+
+
+def snapshot(store: Path) -> dict[str, tuple[int, str]]:
+    """Every file of every finished entry: (mtime_ns, sha256). Locks, temp and quarantine excluded."""
+    out = {}
+    for kind in KINDS:
+        for f in sorted((store / kind).glob("*/*")) if (store / kind).is_dir() else []:
+            if not f.parent.name.startswith(".tmp-"):
+                out[str(f.relative_to(store))] = (f.stat().st_mtime_ns, hashlib.sha256(f.read_bytes()).hexdigest())
+    return out
+
+
+def entries(store: Path) -> list[str]:
+    return sorted(f"{k}/{p.name}" for k in KINDS if (store / k).is_dir()
+                  for p in (store / k).iterdir() if (p / "meta.json").is_file())
+
+
+def tmp_dirs(store: Path) -> list[Path]:
+    return [p for p in store.rglob(".tmp-*")]
+
+
+def error_line(proc: subprocess.CompletedProcess) -> str:
+    """The CLI's one-line error: exit 2, the last stderr line starts with `error:`, no traceback."""
+    assert proc.returncode == 2, f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """A store holding one tiny finished study: 1 original, 2 retrained, 2 unlearned (finetune)."""
+    root = tmp_path_factory.mktemp("finished")
+    proc = unlearnlab(root, *BASE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(entries(root / "store")) == 5
+    return root / "store"
+
+
+@pytest.fixture
+def study(finished, tmp_path) -> Path:
+    """A private copy of the finished study (mtimes kept); returns the new root."""
+    shutil.copytree(finished, tmp_path / "store", copy_function=shutil.copy2)
+    return tmp_path
+
+
+def _save(store: Store, key="k1", value=1.0, kind="retrain"):
+    sd = {"w": torch.full((64, 64), value)}
+    return store.save(kind, key, {"metrics": {"test/acc": value}}, sd, {"forget": torch.full((8, 10), value)})
+
+
+# -- 1. unknown names: Hydra's message, unmangled ------------------------------------------------
+@pytest.mark.parametrize("override, missing", [
+    ("method=nosuch", "method/nosuch"), ("dataset=nosuch", "dataset/nosuch"),
+    ("model=nosuch", "model/nosuch"), ("audit=[competition,nosuch]", "audit/nosuch"),
+])
+def test_unknown_name_gets_hydras_message(study, override, missing):
+    before = snapshot(study / "store")
+    proc = unlearnlab(study, *BASE[:-1], override)
+    assert proc.returncode == 1
+    # Hydra's own words: "Could not find 'method/nosuch'" + the available options for one choice,
+    # "Could not load 'audit/nosuch'" for an item of a list
+    assert re.search(rf"In 'config': Could not (find|load) '{missing}'", proc.stderr), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert snapshot(study / "store") == before
+
+
+# -- 2. out-of-range values ----------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, pattern", [
+    (["split.fraction=0"], r"split\.fraction=0\.0 must be in \(0, 1\)"),
+    (["n_models=1"], r"n_models=1 must be ≥ 2"),
+    (["train.epochs=-1"], r"train\.epochs=-1 must be ≥ 0"),
+    (["train.lr=-0.1"], r"lr=-0\.1.* must be .*≥ 0"),
+    (["method.lr=-1"], r"lr=-1(\.0)?.* must be .*≥ 0"),
+    (["method.epochs=-2"], r"method\.epochs=-2 must be ≥ 0"),
+    (["split=class", "split.classes=[3,12]"], r"split\.classes has \[12\], but digits has classes 0\.\.9"),
+])
+def test_out_of_range_value_is_refused_in_one_line(study, overrides, pattern):
+    before, keys = snapshot(study / "store"), entries(study / "store")
+    line = error_line(unlearnlab(study, *BASE, *overrides))
+    assert re.search(pattern, line), line
+    assert snapshot(study / "store") == before and entries(study / "store") == keys
+
+
+# -- 3. forget index file ------------------------------------------------------------------------
+def test_bad_forget_index_file_through_the_cli(study):
+    bad = study / "forget.txt"
+    bad.write_text("3\n5\n3\n")
+    before = snapshot(study / "store")
+    line = error_line(unlearnlab(study, *BASE, "split=index_file", f"split.path={bad}"))
+    assert line == f"error: forget index file {bad} repeats indices [3]; list each once"
+    assert snapshot(study / "store") == before
+
+
+# -- 4. dataset not on disk, downloads off -------------------------------------------------------
+def test_missing_dataset_names_path_and_switch(tmp_path):
+    line = error_line(unlearnlab(tmp_path, *BASE, "dataset=mnist", "dataset.download=false", "model=small_cnn"))
+    assert str(tmp_path / "data" / "mnist") in line and "dataset.download=true" in line
+    assert not (tmp_path / "store").exists() or entries(tmp_path / "store") == []
+
+
+# -- 5. a loss that becomes NaN/inf ----------------------------------------------------------------
+def test_diverging_training_names_class_phase_epoch_and_step(digits_data):
+    import lightning as L
+
+    from unlearnlab.models.small_cnn import SmallCNN
+    from unlearnlab.training import DivergedError, OptimSettings, SupervisedModule
+
+    L.seed_everything(0, verbose=False)
+    model = SmallCNN(1, 10, 8, width=8)
+    module = SupervisedModule(model, digits_data.batches("train", 256, seed=0), 1,
+                              OptimSettings(lr=1e30, scheduler="none"))
+    with pytest.raises(DivergedError, match=r"SupervisedModule: loss became NaN/inf in phase 'train' at epoch 0 \(step ≤ \d+\)"):
+        L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
+                  enable_progress_bar=False, enable_model_summary=False).fit(module)
+
+
+def test_diverging_unlearning_stops_the_cell_and_stores_nothing(study):
+    before, keys = snapshot(study / "store"), entries(study / "store")
+    line = error_line(unlearnlab(study, *BASE, "method.lr=1e30", "method.scheduler=none"))
+    assert re.search(r"Finetune: loss became NaN/inf in phase 'unlearn' at epoch \d+ \(step ≤ \d+\)", line), line
+    assert entries(study / "store") == keys and snapshot(study / "store") == before
+    assert tmp_dirs(study / "store") == []
+
+
+# -- 6. corrupt entries: detected, never used; the study quarantines and recomputes ---------------
+@pytest.mark.parametrize("damage", ["truncate", "flip", "meta"])
+def test_corrupt_entry_is_never_returned_and_is_quarantined_on_repair(tmp_path, damage):
+    store = Store(tmp_path)
+    entry = _save(store)
+    _save(store, key="k2")
+    intact = snapshot(tmp_path)
+    target = entry.path / ("meta.json" if damage == "meta" else "model.safetensors")
+    data = bytearray(target.read_bytes())
+    if damage == "truncate":
+        target.write_bytes(data[: len(data) // 3])
+    elif damage == "flip":
+        data[len(data) // 2] ^= 0xFF
+        target.write_bytes(bytes(data))
+    else:
+        target.write_text('{"files": ')
+    with pytest.raises(CorruptEntryError, match=r"store entry .*k1 is corrupt"):
+        store.load("retrain", "k1")
+    assert store.fetch("retrain", "k1") is None and store.has("retrain", "k1")  # reported, left in place
+    with pytest.warns(UserWarning, match=r"moved it to .*quarantine"):
+        assert store.fetch("retrain", "k1", repair=True) is None
+    assert not store.has("retrain", "k1")
+    assert len(list((tmp_path / "quarantine" / "retrain").iterdir())) == 1
+    assert [k for _, k, _ in store.entries()] == ["k2"]
+    assert {k: v for k, v in snapshot(tmp_path).items() if "k2" in k} == {k: v for k, v in intact.items() if "k2" in k}
+    assert _save(store).meta["files"]  # recomputed in place
+
+
+def test_entry_without_recorded_checksums_is_not_trusted(tmp_path):
+    store = Store(tmp_path)
+    entry = _save(store)
+    meta = json.loads((entry.path / "meta.json").read_text())
+    del meta["files"]["outputs.safetensors"]
+    (entry.path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptEntryError, match="no size/checksum for outputs.safetensors"):
+        store.load("retrain", "k1")
+
+
+def test_verify_task_lists_broken_entries_and_changes_nothing(tmp_path, capsys, monkeypatch):
+    from unlearnlab.verify import verify_task
+
+    monkeypatch.setenv("COLUMNS", "200")
+    store = Store(tmp_path / "store")
+    good, bad = _save(store, "good"), _save(store, "bad", kind="unlearn")
+    cfg = OmegaConf.create({"paths": {"store": str(tmp_path / "store")}})
+    assert verify_task(cfg) == 0
+    assert "2 ok, 0 broken" in capsys.readouterr().out
+    f = bad.path / "outputs.safetensors"
+    f.write_bytes(f.read_bytes()[:-7])
+    (tmp_path / "store" / "retrain" / ".tmp-x-h-1-0").mkdir()
+    before = snapshot(tmp_path / "store")
+    with pytest.raises(SystemExit) as exit_:
+        verify_task(cfg)
+    out = capsys.readouterr().out
+    assert exit_.value.code == 1
+    assert "bad" in out and "outputs.safetensors has" in out and "1 ok, 1 broken" in out
+    assert "good" not in out.split("verified")[0].replace(str(tmp_path), "")
+    assert snapshot(tmp_path / "store") == before and good.path.is_dir() and bad.path.is_dir()
+
+
+def test_corrupt_entries_in_a_study_are_quarantined_and_recomputed(study):
+    store = study / "store"
+    before = snapshot(store)
+    unlearn, retrain = sorted((store / "unlearn").iterdir())[0], sorted((store / "retrain").iterdir())[0]
+    out = unlearn / "outputs.safetensors"
+    out.write_bytes(out.read_bytes()[:100])  # truncated
+    ckpt = retrain / "model.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-3] ^= 0x55
+    ckpt.write_bytes(bytes(data))  # one flipped byte, same size
+
+    check = unlearnlab(study, "task=verify")
+    assert check.returncode == 1, check.stderr[-2000:]
+    assert unlearn.name in check.stdout and retrain.name in check.stdout and "2 broken" in check.stdout
+
+    proc = unlearnlab(study, *BASE)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "quarantine" in proc.stderr and "recomputing" in proc.stderr
+    quarantined = sorted(p.name.split("-")[0] for k in ("unlearn", "retrain") for p in (store / "quarantine" / k).iterdir())
+    assert quarantined == sorted([unlearn.name, retrain.name])
+    assert len(entries(store)) == 5 and all(not Store.check(p, json.loads((p / "meta.json").read_text()))
+                                            for k in KINDS for p in (store / k).iterdir())
+    untouched = {k: v for k, v in before.items() if unlearn.name not in k and retrain.name not in k}
+    after = snapshot(store)
+    # the other cells were read, never rewritten; the unlearn cell of the corrupt retrain is keyed
+    # on the original only, so it stays too
+    assert {k: after[k] for k in untouched} == untouched
+    assert unlearnlab(study, "task=verify", "hydra.run.dir=" + str(study / "out2")).returncode == 0
+
+
+# -- 7. two writers of one cell ---------------------------------------------------------------------
+def _race_writer(root: str, value: float, barrier) -> None:
+    barrier.wait()
+    _save(Store(root), "same", value=value)
+
+
+def test_two_processes_finishing_the_same_cell_leave_one_whole_result(tmp_path):
+    ctx = mp.get_context("fork")
+    for round_ in range(3):
+        root = tmp_path / f"r{round_}"
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_race_writer, args=(str(root), v, barrier)) for v in (1.0, 2.0)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        store = Store(root)
+        assert [k for _, k, _ in store.entries()] == ["same"] and tmp_dirs(root) == []
+        entry = store.load("retrain", "same")  # verifies sizes and checksums
+        w = entry.state_dict()["w"]
+        assert torch.equal(w, torch.full_like(w, w[0, 0])) and float(w[0, 0]) in (1.0, 2.0)
+        assert float(entry.outputs()["forget"][0, 0]) == float(w[0, 0]) == entry.meta["metrics"]["test/acc"]
+
+
+def test_many_threads_finishing_the_same_cell_agree(tmp_path):
+    store, results, barrier = Store(tmp_path), [], threading.Barrier(6)
+
+    def write(v):
+        barrier.wait()
+        results.append(float(_save(store, "same", value=v).state_dict()["w"][0, 0]))
+
+    threads = [threading.Thread(target=write, args=(float(v),)) for v in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 6 and len(set(results)) == 1  # every writer reads back the one winner
+    assert [k for _, k, _ in store.entries()] == ["same"] and tmp_dirs(tmp_path) == []
+
+
+# -- 8 and 11. kill -9 mid-write, disk full mid-write ----------------------------------------------
+DRIVER = textwrap.dedent('''
+    """Runs the CLI with safetensors' save_file sabotaged: FAULT=kill -> SIGKILL after half a
+    file is written; FAULT=enospc -> OSError(ENOSPC) after half a file is written."""
+    import errno, os, signal
+    import safetensors.torch as st
+    import unlearnlab.store as store
+    real = st.save_file
+    def save_file(tensors, path, *a, **k):
+        real(tensors, path, *a, **k)
+        data = open(path, "rb").read()
+        open(path, "wb").write(data[: len(data) // 2])
+        if os.environ["FAULT"] == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    store.save_file = save_file
+    from unlearnlab.cli import main
+    main()
+''')
+
+
+def test_kill_9_mid_write_then_rerun_recomputes_only_that_cell(study, tmp_path):
+    store = study / "store"
+    victim = sorted((store / "unlearn").iterdir())[1]
+    shutil.rmtree(victim)  # the one cell the killed run was computing
+    before = snapshot(store)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    killed = unlearnlab(study, *BASE, driver=tmp_path / "driver.py", env={"FAULT": "kill"})
+    assert killed.returncode == -9
+    leftovers = tmp_dirs(store)
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(f".tmp-{victim.name}-")  # half-written
+    assert not victim.exists() and snapshot(store) == before  # never mistaken for an entry
+    assert (store / "locks" / f"unlearn-{victim.name}.lock").exists()  # left behind, must not block
+
+    proc = unlearnlab(study, *BASE, "hydra.run.dir=" + str(study / "out2"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "4 cached, 1 computed" in proc.stdout
+    assert tmp_dirs(store) == []  # the dead writer's temp folder was cleaned
+    after = snapshot(store)
+    assert {k: after[k] for k in before} == before and (victim / "meta.json").is_file()
+    assert Store(store).load("unlearn", victim.name)
+
+
+def test_stale_temp_folders_are_cleaned_live_ones_kept(tmp_path):
+    from unlearnlab import store as store_mod
+
+    store = Store(tmp_path)
+    _save(store, "a")
+    host = socket.gethostname().replace("-", "_")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / "retrain" / f".tmp-b-{host}-{dead.pid}-0000"
+    live = tmp_path / "retrain" / f".tmp-c-{host}-{os.getpid()}-0000"
+    old = tmp_path / "retrain" / ".tmp-d-12345678"
+    for p in (stale, live, old):
+        p.mkdir()
+        (p / "model.safetensors").write_bytes(b"half")
+    t = 1e9
+    os.utime(old, (t, t))
+    assert [k for _, k, _ in store.entries()] == ["a"] and not store.has("retrain", "b")
+    removed = store.clean_tmp("retrain")
+    assert sorted(removed) == sorted([stale, old]) and live.is_dir()
+    assert store_mod.STALE_TMP_SECONDS > 3600
+
+
+def test_disk_full_during_save_leaves_store_consistent(tmp_path, monkeypatch):
+    import unlearnlab.store as store_mod
+
+    store = Store(tmp_path)
+    _save(store, "done")
+    before = snapshot(tmp_path)
+    real = store_mod.save_file
+
+    def full(tensors, path, *a, **k):
+        real(tensors, path, *a, **k)
+        Path(path).write_bytes(Path(path).read_bytes()[:10])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_mod, "save_file", full)
+    with pytest.raises(StoreWriteError, match=r"could not write store entry .*new \(No space left on device\); nothing was stored"):
+        _save(store, "new")
+    assert not store.has("retrain", "new") and tmp_dirs(tmp_path) == [] and snapshot(tmp_path) == before
+
+
+def test_disk_full_through_the_cli(study, tmp_path):
+    store = study / "store"
+    victim = sorted((store / "unlearn").iterdir())[0]
+    shutil.rmtree(victim)
+    before = snapshot(store)
+    (tmp_path / "driver.py").write_text(DRIVER)
+    line = error_line(unlearnlab(study, *BASE, driver=tmp_path / "driver.py", env={"FAULT": "enospc"}))
+    assert f"could not write store entry {victim}" in line and "No space left on device" in line
+    assert tmp_dirs(store) == [] and not victim.exists() and snapshot(store) == before
+
+
+# -- 9. an audit over cells that do not match -------------------------------------------------------
+@pytest.mark.parametrize("override, differs", [
+    ("split.fraction=0.2", "split.fraction (store: 0.1, this audit: 0.2)"),
+    ("dataset=mnist5k", "dataset.name (store: digits, this audit: mnist5k)"),
+    ("n_models=3", "index 2"),
+])
+def test_audit_over_mismatched_cells_is_refused_naming_the_difference(study, override, differs):
+    before = snapshot(study / "store")
+    proc = unlearnlab(study, *BASE, "task=audit", override)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "error: audit refused" in proc.stderr and differs in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and snapshot(study / "store") == before
+
+
+# -- 10. W&B unreachable -----------------------------------------------------------------------------
+def test_unreachable_wandb_costs_a_warning_not_the_study(study):
+    env = {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40}
+    before = snapshot(study / "store")
+    proc = unlearnlab(study, *BASE[:-2], "logger=wandb", "logger.init_timeout=5", "audit=[competition]", env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (study / "out" / "results.json").is_file() and (study / "out" / "report.md").is_file()
+    assert re.search(r"W&B .* failed .*the study goes on without it", proc.stderr, re.S), proc.stderr[-3000:]
+    assert snapshot(study / "store") == before
+
+
+# -- 12. GPU trainer without a GPU ---------------------------------------------------------------------
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_gpu_trainer_without_cuda_is_refused_before_any_work(study):
+    before, locks = snapshot(study / "store"), sorted((study / "store" / "locks").iterdir())
+    line = error_line(unlearnlab(study, *BASE, "trainer=gpu", "seed=7"))
+    assert line == "error: trainer.accelerator=gpu needs CUDA, but none is available here; use trainer=cpu"
+    assert snapshot(study / "store") == before and sorted((study / "store" / "locks").iterdir()) == locks
+
+
+# -- 13. untrusted files and configs -------------------------------------------------------------------
+class _Exploit:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_planted_pickle_checkpoint_is_refused_and_never_executed(tmp_path):
+    from unlearnlab.verify import scan
+
+    store = Store(tmp_path / "store")
+    entry = _save(store)
+    marker = tmp_path / "pwned"
+    ckpt = entry.path / "model.safetensors"
+    torch.save({"w": _Exploit(str(marker))}, ckpt)
+    # the attacker also rewrites meta.json so that size and checksum match the planted file
+    meta = json.loads((entry.path / "meta.json").read_text())
+    meta["files"]["model.safetensors"] = {"size": ckpt.stat().st_size, "sha256": hashlib.sha256(ckpt.read_bytes()).hexdigest()}
+    (entry.path / "meta.json").write_text(json.dumps(meta))
+
+    loaded = store.load("retrain", "k1")
+    with pytest.raises(CorruptEntryError, match="not a readable safetensors file"):
+        loaded.state_dict()
+    for planted in (ckpt, shutil.copy(ckpt, tmp_path / "model.pt")):  # any torch.load must pass weights_only=True
+        with pytest.raises(Exception, match="Weights only load failed|deserializ"):
+            torch.load(planted, weights_only=True)
+    _, broken, _ = scan(store)
+    assert [b["key"] for b in broken] == ["k1"] and "not a safetensors file" in broken[0]["problem"]
+    assert not marker.exists()
+
+
+def test_no_code_path_unpickles():
+    """Checkpoints load via safetensors; a torch.load anywhere must say weights_only=True."""
+    for f in (REPO / "src" / "unlearnlab").rglob("*.py"):
+        text = f.read_text()
+        assert not re.search(r"^\s*(import pickle|from pickle|import dill|import joblib)", text, re.M), f
+        for call in re.finditer(r"torch\.load\(([^)]*)\)", text):
+            assert "weights_only=True" in call.group(1), f"{f}: {call.group(0)}"
+
+
+@pytest.mark.parametrize("override", ["method._target_=os.system", "model._target_=subprocess.getoutput"])
+def test_target_outside_the_allowlist_is_refused_in_one_line(study, override):
+    before, keys = snapshot(study / "store"), entries(study / "store")
+    line = error_line(unlearnlab(study, *BASE, override))
+    target = override.split("=", 1)[1]
+    assert f"_target_ '{target}' is not allowed; use a class under unlearnlab, torch.optim" in line, line
+    assert snapshot(study / "store") == before and entries(study / "store") == keys
+
+
+def test_registry_check_config_refuses_early():
+    from hydra import compose, initialize_config_dir
+
+    from unlearnlab.errors import ConfigError
+    from unlearnlab.registry import check_config
+
+    def cfg(*ov):
+        with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+            return compose("config", overrides=list(ov))
+
+    check_config(cfg())
+    check_config(cfg("method=scrub"))
+    for ov, msg in [
+        (("method=finetune", "method._target_=os.system"), "config.method: _target_ 'os.system' is not allowed"),
+        (("methods.finetune.lr=-1",), "methods.finetune.lr=-1 must be a finite number ≥ 0"),
+        (("train.lr=inf",), "train.lr=inf must be a finite number ≥ 0"),
+        (("train.batch_size=0",), "train.batch_size=0 must be ≥ 1"),
+        (("n_models=0",), "n_models=0 must be ≥ 2"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(msg)):
+            check_config(cfg(*ov))
