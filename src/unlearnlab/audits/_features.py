@@ -27,16 +27,3 @@ def true_class_prob(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.exp(-cross_entropy(logits, labels))
 
 
-def _logit_conf(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """LiRA's logit-scaled confidence, log(p_y + 1e-45) − log(Σ_{j≠y} p_j + 1e-45).
-
-    Same formula as the official audit (softmax in float64 after subtracting the max logit;
-    the rest-mass is summed, not 1 − p_y, so a saturated p_y keeps its tiny complement).
-    """
-    z = np.asarray(logits, np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=-1, keepdims=True)
-    onehot = np.arange(p.shape[-1]) == np.asarray(labels)[:, None]
-    p_rest = np.where(onehot, 0.0, p).sum(axis=-1)
-    return np.log(_pick(p, labels) + 1e-45) - np.log(p_rest + 1e-45)

@@ -13,7 +13,7 @@ from scipy.optimize import bisect
 from scipy.special import expit
 from scipy.stats import binom
 
-from unlearnlab.audits._features import _logit_conf
+from unlearnlab.audits.competition import logit_scaled_confidence
 from unlearnlab.audits.base import AuditInput
 from unlearnlab.audits.ulira import log_likelihood_ratio, split_halves
 
@@ -88,8 +88,8 @@ class OneRunAudit:
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
         y = inp.labels["forget"]
         out = one_run_audit(
-            _logit_conf(inp.retrain.forget, y),
-            _logit_conf(inp.unlearn.forget, y),
+            logit_scaled_confidence(inp.retrain.forget, y),
+            logit_scaled_confidence(inp.unlearn.forget, y),
             seed=self.seed,
             guess_fraction=self.guess_fraction,
             p_value=self.p_value,

@@ -14,7 +14,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
-from unlearnlab.audits._features import _logit_conf
+from unlearnlab.audits.competition import logit_scaled_confidence
 from unlearnlab.audits.base import AuditInput
 
 
@@ -98,8 +98,8 @@ class ULiRAAudit:
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
         y = inp.labels["forget"]
         out = ulira(
-            _logit_conf(inp.retrain.forget, y),
-            _logit_conf(inp.unlearn.forget, y),
+            logit_scaled_confidence(inp.retrain.forget, y),
+            logit_scaled_confidence(inp.unlearn.forget, y),
             seed=self.seed,
             min_std=self.min_std,
             per_example=self.per_example,

@@ -75,13 +75,6 @@ class TensorBatches:
             yield tuple(batch)
 
 
-def pixel_stats(data) -> tuple[torch.Tensor, torch.Tensor]:
-    """The normalisation mean and std (1, C, 1, 1) of the study's inputs. MethodData exposes
-    no such property yet, so they are read from the StudyData it wraps (statistics, not data)."""
-    study = data._data  # noqa: SLF001 — see docstring
-    return study.mean, study.std
-
-
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bound: float,
          mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """One FGSM step of size `bound` in pixel space [0, 1] (as Chen et al. 2023 and SalUn's

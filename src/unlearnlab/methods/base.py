@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from unlearnlab.data import StudyData
-from unlearnlab.data.loader import Augment, DeviceBatches
+from unlearnlab.data.loader import Augment, DeviceBatches, normalise
 from unlearnlab.errors import ConfigError
 from unlearnlab.training import EpochMetrics, OptimSettings
 
@@ -49,8 +49,6 @@ class MethodData:
         """The whole part, normalised: for methods that need every example at once."""
         self._check(part)
         x, y = self._data.parts[part]
-        from unlearnlab.data.loader import normalise
-
         return normalise(x, self._data.mean, self._data.std), y
 
     def size(self, part: str) -> int:
@@ -60,6 +58,11 @@ class MethodData:
     @property
     def num_classes(self) -> int:
         return self._data.num_classes
+
+    @property
+    def pixel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalisation mean and std (1, C, 1, 1): statistics, not data, so always readable."""
+        return self._data.mean, self._data.std
 
 
 class UnlearningMethod(EpochMetrics):

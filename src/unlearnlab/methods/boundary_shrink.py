@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import TensorBatches, fgsm, frozen_copy, pixel_stats
+from unlearnlab.methods._peer_utils import TensorBatches, fgsm, frozen_copy
 from unlearnlab.methods.base import UnlearningMethod
 
 
@@ -41,7 +41,7 @@ class BoundaryShrink(UnlearningMethod):
         self.probe.eval()
         x, y = self.data.tensors("forget")
         x, y = x.to(self.device), y.to(self.device)
-        mean, std = pixel_stats(self.data)
+        mean, std = self.data.pixel_stats
         labels, flips = [], []
         for start in range(0, len(y), 512):
             xb, yb = x[start : start + 512], y[start : start + 512]
