@@ -13,13 +13,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab.data import StudyData
 from unlearnlab.data.loader import Augment
+from unlearnlab.errors import ConfigError
 from unlearnlab.methods.base import MethodData, UnlearningMethod
 from unlearnlab.models import build_model
-from unlearnlab.registry import instantiate
+from unlearnlab.registry import check_targets, instantiate
 from unlearnlab.store import Entry, Store, cell_key
 from unlearnlab.tracking import Tracker
 from unlearnlab.training import OptimSettings, SupervisedModule
@@ -71,8 +73,6 @@ class CellResult:
 def _recipe(train_cfg) -> tuple[int, int, OptimSettings, Augment]:
     t = train_cfg
     if t.epochs < 0:
-        from unlearnlab.errors import ConfigError
-
         raise ConfigError(f"train.epochs={t.epochs} must be ≥ 0")
     optim = OptimSettings(t.optimizer, float(t.lr), float(t.momentum), float(t.weight_decay), t.scheduler)
     return int(t.epochs), int(t.batch_size), optim, Augment(int(t.crop_padding), bool(t.flip))
@@ -189,12 +189,7 @@ class CellRunner:
 
 
 def _method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod]:
-    from hydra.utils import get_class
-
-    from unlearnlab.errors import ConfigError
-    from unlearnlab.registry import _check_targets
-
-    _check_targets(method_cfg, f"method.{name}")
+    check_targets(method_cfg, f"method.{name}")
     cls = get_class(method_cfg["_target_"])
     if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):
         raise ConfigError(f"method.{name}._target_ must name an UnlearningMethod subclass, got {cls!r}")

@@ -21,7 +21,7 @@ ALLOWED_TARGET_PREFIXES = (
 )
 
 
-def _check_targets(node: Any, where: str = "config") -> None:
+def check_targets(node: Any, where: str = "config") -> None:
     if isinstance(node, dict):
         target = node.get("_target_")
         if target is not None and not str(target).startswith(ALLOWED_TARGET_PREFIXES):
@@ -30,10 +30,10 @@ def _check_targets(node: Any, where: str = "config") -> None:
                 + ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
             )
         for key, value in node.items():
-            _check_targets(value, f"{where}.{key}")
+            check_targets(value, f"{where}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            _check_targets(value, f"{where}[{i}]")
+            check_targets(value, f"{where}[{i}]")
 
 
 def _numbers(node: Any, where: str) -> None:
@@ -62,7 +62,7 @@ def check_config(cfg: DictConfig | dict) -> None:
     an out-of-range study size, recipe or method hyperparameter. One ConfigError, one line."""
     plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
     plain.pop("hydra", None)
-    _check_targets(plain)
+    check_targets(plain)
     n = plain.get("n_models")
     if isinstance(n, int) and not isinstance(n, bool) and n < 2:
         raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
@@ -79,5 +79,5 @@ def check_config(cfg: DictConfig | dict) -> None:
 
 def instantiate(cfg: DictConfig | dict, where: str = "config", **kwargs: Any) -> Any:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    _check_targets(plain, where)
+    check_targets(plain, where)
     return hydra.utils.instantiate(plain, **kwargs)

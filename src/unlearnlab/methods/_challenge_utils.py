@@ -71,6 +71,21 @@ def frozen_copy(model: nn.Module) -> nn.Module:
     return teacher
 
 
+class FrozenTeacher:
+    """Mixin for methods that compare against the original model: the teacher is kept in a
+    list, so it is no submodule — never trained, never switched to train mode, not saved."""
+
+    def keep_teacher(self, model: nn.Module) -> None:
+        self._frozen = [frozen_copy(model)]
+
+    @property
+    def teacher(self) -> nn.Module:
+        return self._frozen[0]
+
+    def on_fit_start(self) -> None:
+        self._frozen[0] = self.teacher.to(self.device).eval()
+
+
 def entropy(logits: torch.Tensor) -> torch.Tensor:
     """Per-example Shannon entropy (nats) of softmax(logits)."""
     logp = F.log_softmax(logits, dim=1)

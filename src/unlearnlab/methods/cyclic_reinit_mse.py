@@ -25,7 +25,7 @@ from unlearnlab.errors import ConfigError
 from unlearnlab.methods._challenge_utils import (
     classifier,
     default_init,
-    frozen_copy,
+    FrozenTeacher,
     generator,
     is_projection_shortcut,
     weight_layers,
@@ -33,7 +33,7 @@ from unlearnlab.methods._challenge_utils import (
 from unlearnlab.methods.base import UnlearningMethod
 
 
-class CyclicReinitMSE(UnlearningMethod):
+class CyclicReinitMSE(FrozenTeacher, UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, cycles: int = 3, min_ratio: float = 0.1, max_ratio: float = 0.3,
@@ -43,7 +43,7 @@ class CyclicReinitMSE(UnlearningMethod):
             raise ConfigError(f"method.cycles={cycles} must be ≥ 1 and 0 ≤ min_ratio ≤ max_ratio ≤ 1")
         self.cycles, self.min_ratio, self.max_ratio = int(cycles), float(min_ratio), float(max_ratio)
         self.noise_std = float(noise_std)
-        self._frozen = [frozen_copy(model)]  # a list: not a submodule, never trained or put in train mode
+        self.keep_teacher(model)
         self.cycle = 0
         self.reinit_counts: list[dict[str, int]] = []  # per cycle: layer -> entries re-initialised
 
@@ -74,13 +74,6 @@ class CyclicReinitMSE(UnlearningMethod):
             if self.epochs > 0:
                 self.phase = f"cycle{c}"
                 make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
-
-    @property
-    def teacher(self):
-        return self._frozen[0]
-
-    def on_fit_start(self) -> None:
-        self._frozen[0] = self.teacher.to(self.device).eval()
 
     def train_dataloader(self):
         return self.data.batches("retain", self.batch_size, augment=self.augment, seed_offset=self.cycle)

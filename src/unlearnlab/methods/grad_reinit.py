@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab.methods._challenge_utils import device_of, generator
-from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.finetune import Finetune
 from unlearnlab.training import OptimSettings
 
 
@@ -41,7 +41,7 @@ def warmup_linear(epochs: int):
     return factor
 
 
-class GradReinit(UnlearningMethod):
+class GradReinit(Finetune):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
     def __init__(self, model, data, init_rate: float = 0.3, keep_grad_scale: float = 0.1,
@@ -94,14 +94,7 @@ class GradReinit(UnlearningMethod):
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
 
     # -- the fit -----------------------------------------------------------------------------
-    def train_dataloader(self):
-        return self.data.batches("retain", self.batch_size, augment=self.augment)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track(loss=loss)
-        return loss
+    # train_dataloader / training_step: Finetune's (CE on retain)
 
     def on_before_optimizer_step(self, optimizer) -> None:
         for param, scale in self._grad_scales:

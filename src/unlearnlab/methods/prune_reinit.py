@@ -18,18 +18,18 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import default_init, entropy, frozen_copy, weight_layers
+from unlearnlab.methods._challenge_utils import default_init, entropy, FrozenTeacher, weight_layers
 from unlearnlab.methods.base import UnlearningMethod
 
 
-class PruneReinit(UnlearningMethod):
+class PruneReinit(FrozenTeacher, UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, prune_amount: float = 0.99, class_weight_power: float = -0.1,
                  **hparams) -> None:
         super().__init__(model, data, **hparams)
         self.prune_amount, self.class_weight_power = float(prune_amount), float(class_weight_power)
-        self._frozen = [frozen_copy(model)]  # a list: not a submodule, never trained or put in train mode
+        self.keep_teacher(model)
         self.reset_fraction = 0.0
 
     @torch.no_grad()
@@ -62,13 +62,6 @@ class PruneReinit(UnlearningMethod):
         self.phase = "finetune"
         if self.epochs > 0:
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
-
-    @property
-    def teacher(self):
-        return self._frozen[0]
-
-    def on_fit_start(self) -> None:
-        self._frozen[0] = self.teacher.to(self.device).eval()
 
     def train_dataloader(self):
         return self.data.batches("retain", self.batch_size, augment=self.augment)

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import classifier, first_layer, frozen_copy, reset_layer
+from unlearnlab.methods._challenge_utils import classifier, first_layer, FrozenTeacher, reset_layer
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.training import OptimSettings
 
@@ -29,7 +29,7 @@ def kl_to_teacher(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tor
     return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean")
 
 
-class ResetDistill(UnlearningMethod):
+class ResetDistill(FrozenTeacher, UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain", "val"})
 
     def __init__(self, model, data, warmup_epochs: int = 3, warmup_lr: float = 9e-4,
@@ -37,7 +37,7 @@ class ResetDistill(UnlearningMethod):
         super().__init__(model, data, **hparams)
         self.warmup_epochs, self.warmup_lr = int(warmup_epochs), float(warmup_lr)
         self.temperature = float(temperature)
-        self._frozen = [frozen_copy(model)]  # a list: not a submodule, never trained or put in train mode
+        self.keep_teacher(model)
         self.reset_layers: list[str] = []
 
     def run(self, make_trainer) -> None:
@@ -51,13 +51,6 @@ class ResetDistill(UnlearningMethod):
         if self.epochs > 0:
             self.phase = "finetune"
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
-
-    @property
-    def teacher(self):
-        return self._frozen[0]
-
-    def on_fit_start(self) -> None:
-        self._frozen[0] = self.teacher.to(self.device).eval()
 
     def train_dataloader(self):
         if self.phase == "warmup":

@@ -17,13 +17,12 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from unlearnlab.methods._challenge_utils import classifier, generator, reset_layer, weight_layers
-from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.finetune import Finetune
 
 
-class ResetNoise(UnlearningMethod):
+class ResetNoise(Finetune):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, n_layers: int = 9, noise_std: float = 0.04, **hparams) -> None:
@@ -53,11 +52,4 @@ class ResetNoise(UnlearningMethod):
         if self.epochs > 0:
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
 
-    def train_dataloader(self):
-        return self.data.batches("retain", self.batch_size, augment=self.augment)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track(loss=loss)
-        return loss
+    # train_dataloader / training_step: Finetune's (CE on retain)
