@@ -60,6 +60,7 @@ TABLE_GROUPS: list[tuple[str, Callable[[str], bool]]] = [
     ("Membership inference", lambda k: k.startswith("audit/mia_")),
     ("U-LiRA", lambda k: k.startswith("audit/ulira_")),
     ("One-run ε lower bound", lambda k: k == "audit/eps_lower_bound" or k.startswith("audit/one_run_")),
+    ("Certified removal", lambda k: k.startswith(("cert/", "audit/eps_above_cert"))),
     ("Other metrics", lambda k: True),
 ]
 
