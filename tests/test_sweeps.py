@@ -291,3 +291,34 @@ def test_kill_9_then_rerun_finishes_without_recomputing(tmp_path, reference):
     assert sum(rerun.values()) == 5 - len(before)
     ref_tmp, _ = reference
     assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(ref_tmp / "sweep"))
+
+
+@pytest.mark.slow
+def test_scancel_mid_cell_then_rerun_finishes_without_recomputing(tmp_path, slurm_cluster, reference):  # noqa: F811
+    """A SLURM job cancelled while it trains (a preemption), then the same sweep again."""
+    on_slurm = ["hydra/launcher=submitit_slurm", f"hydra.launcher.partition={slurm_cluster.partition}",
+                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=10"]
+    store = tmp_path / "store"
+    proc = sweep(tmp_path, *TINY, INDEXES, "logger=none", *on_slurm, name="cancelled", popen=True)
+    deadline = time.monotonic() + 300
+    while not entries(store, "original"):  # the jobs are past the original, inside their next cells
+        assert proc.poll() is None, (tmp_path / "cancelled.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    slurm_cluster.cmd("scancel", f"--partition={slurm_cluster.partition}")
+    try:
+        proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    before = {p: ((p / "meta.json").read_text(), (p / "meta.json").stat().st_mtime_ns)
+              for k in ("original", "retrain", "unlearn") for p in entries(store, k)}
+    assert 1 <= len(before) < 5, "the cancel came after every cell had finished"
+    sweep(tmp_path, *TINY, INDEXES, "logger=none", *on_slurm, "hydra/callbacks=audit", name="rerun")
+    assert_complete(tmp_path, 2)
+    for p, stamp in before.items():
+        assert ((p / "meta.json").read_text(), (p / "meta.json").stat().st_mtime_ns) == stamp
+    rerun = computed(tmp_path / "rerun")
+    assert all(rerun[p.name] == 0 for p in before)
+    assert sum(rerun.values()) == 5 - len(before)
+    assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(reference[0] / "sweep"))
