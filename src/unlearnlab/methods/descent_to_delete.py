@@ -17,40 +17,28 @@ minimiser contracts by g^T per update and grows by at most 2 k L / (lam n_t) whe
 from __future__ import annotations
 
 import time
-from typing import ClassVar
 
 import torch
 
 from unlearnlab.certified import (
-    single_thread,
     d2d_contraction, d2d_radius, d2d_sigma, descent_to_delete, gradient_residual, logistic_constants,
 )
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods.base import UnlearningMethod
-from unlearnlab.methods.newton import batches_of, removal_problem
+from unlearnlab.methods.newton import ClosedFormRemoval, batches_of, removal_problem
 
 
-class DescentToDelete(UnlearningMethod):
-    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+class DescentToDelete(ClosedFormRemoval):
+    config_name = "descent_to_delete"
 
     def __init__(self, model, data, epsilon: float = 0.5, delta: float = 1e-4, steps: int = 150,
                  removal_batch: int = 16, gd_lr: float | None = None, **hparams) -> None:
-        super().__init__(model, data, **{**hparams, "epochs": 0})
-        if not epsilon > 0 or not 0 < delta < 1:
-            raise ConfigError(f"method.descent_to_delete: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})")
+        super().__init__(model, data, epsilon, delta, **hparams)
         if steps < 1:
             raise ConfigError(f"method.descent_to_delete.steps={steps} must be >= 1")
-        self.epsilon, self.delta, self.steps = float(epsilon), float(delta), int(steps)
+        self.steps = int(steps)
         self.removal_batch, self.gd_lr = int(removal_batch), gd_lr
         self.sigma = float("nan")
         self.constants = None
-        self._metrics: dict[str, float] = {}
-
-    def run(self, make_trainer) -> None:
-        """Closed form: no Trainer; one intra-op thread (see certified.single_thread)."""
-        del make_trainer
-        with single_thread():
-            self._run()
 
     def _run(self) -> None:
         model = self.model
@@ -92,5 +80,3 @@ class DescentToDelete(UnlearningMethod):
             "cost/removal_seconds": seconds,
         }
 
-    def cell_metrics(self) -> dict[str, float]:
-        return dict(self._metrics)

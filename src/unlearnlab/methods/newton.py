@@ -52,26 +52,46 @@ def batches_of(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [idx[i:i + size] for i in range(0, idx.numel(), max(size, 1))]
 
 
-class Newton(UnlearningMethod):
-    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+class ClosedFormRemoval(UnlearningMethod):
+    """Base of the certified methods: the forget set is removed in closed form (no Trainer), on
+    one intra-op thread (see certified.single_thread), against an (ε, δ) the method certifies."""
 
-    def __init__(self, model, data, epsilon: float = 1.0, delta: float = 1e-4, removal_batch: int = 1,
-                 resample_b: bool = True, resample_original: bool = False, tol: float = 1e-10, **hparams) -> None:
+    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    config_name: ClassVar[str] = ""
+
+    def __init__(self, model, data, epsilon: float, delta: float, **hparams) -> None:
         super().__init__(model, data, **{**hparams, "epochs": 0})
         if not epsilon > 0 or not 0 < delta < 1:
-            raise ConfigError(f"method.newton: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})")
-        if removal_batch < 1:
-            raise ConfigError(f"method.newton.removal_batch={removal_batch} must be >= 1")
-        self.epsilon, self.delta, self.removal_batch = float(epsilon), float(delta), int(removal_batch)
-        self.resample_b, self.resample_original, self.tol = bool(resample_b), bool(resample_original), float(tol)
-        self.remover: NewtonRemover | None = None
+            raise ConfigError(
+                f"method.{self.config_name}: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})"
+            )
+        self.epsilon, self.delta = float(epsilon), float(delta)
         self._metrics: dict[str, float] = {}
 
     def run(self, make_trainer) -> None:
-        """Closed form: no Trainer; one intra-op thread (see certified.single_thread)."""
         del make_trainer
         with single_thread():
             self._run()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def cell_metrics(self) -> dict[str, float]:
+        return dict(self._metrics)
+
+
+class Newton(ClosedFormRemoval):
+    config_name = "newton"
+
+    def __init__(self, model, data, epsilon: float = 1.0, delta: float = 1e-4, removal_batch: int = 1,
+                 resample_b: bool = True, resample_original: bool = False, tol: float = 1e-10, **hparams) -> None:
+        super().__init__(model, data, epsilon, delta, **hparams)
+        if removal_batch < 1:
+            raise ConfigError(f"method.newton.removal_batch={removal_batch} must be >= 1")
+        self.removal_batch = int(removal_batch)
+        self.resample_b, self.resample_original, self.tol = bool(resample_b), bool(resample_original), float(tol)
+        self.remover: NewtonRemover | None = None
+        self._metrics: dict[str, float] = {}
 
     def _run(self) -> None:
         """Removes the forget set batch by batch, retraining when the budget would be exceeded."""
@@ -119,8 +139,6 @@ class Newton(UnlearningMethod):
             "cost/removal_seconds": seconds,
         }
 
-    def cell_metrics(self) -> dict[str, float]:
-        return dict(self._metrics)
 
 
 class ExactRetrain(UnlearningMethod):

@@ -17,42 +17,29 @@ forget set. The reported cert/epsilon is the eps the noise was calibrated for.
 from __future__ import annotations
 
 import time
-from typing import ClassVar
 
 import torch
 
 from unlearnlab.certified import (
-    single_thread,
     d2d_radius, gradient_residual, logistic_constants, noisy_newton_removal, sekhari_sigma, stored_hessian,
 )
-from unlearnlab.errors import ConfigError
-from unlearnlab.methods.base import UnlearningMethod
-from unlearnlab.methods.newton import batches_of, removal_problem
+from unlearnlab.methods.newton import ClosedFormRemoval, batches_of, removal_problem
 
 
-class NoisyNewton(UnlearningMethod):
-    reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+class NoisyNewton(ClosedFormRemoval):
+    config_name = "noisy_newton"
 
     def __init__(self, model, data, epsilon: float = 0.5, delta: float = 1e-4, removal_batch: int = 0,
                  **hparams) -> None:
-        super().__init__(model, data, **{**hparams, "epochs": 0})
-        if not epsilon > 0 or not 0 < delta < 1:
-            raise ConfigError(f"method.noisy_newton: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})")
-        self.epsilon, self.delta, self.removal_batch = float(epsilon), float(delta), int(removal_batch)
+        super().__init__(model, data, epsilon, delta, **hparams)
+        self.removal_batch = int(removal_batch)
         self.sigma = float("nan")
         self.constants = None
-        self._metrics: dict[str, float] = {}
 
     def noise_sigma(self, m: int, n: int) -> float:
         c, cols = self.constants, self.model.weight.shape[1]
         return sekhari_sigma(c.hessian_lipschitz, c.lipschitz, c.strong_convexity, n, m, self.epsilon, self.delta,
                              columns=cols)
-
-    def run(self, make_trainer) -> None:
-        """Closed form: no Trainer; one intra-op thread (see certified.single_thread)."""
-        del make_trainer
-        with single_thread():
-            self._run()
 
     def _run(self) -> None:
         model = self.model
@@ -89,5 +76,3 @@ class NoisyNewton(UnlearningMethod):
             "cost/removal_seconds": seconds,
         }
 
-    def cell_metrics(self) -> dict[str, float]:
-        return dict(self._metrics)
