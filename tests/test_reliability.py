@@ -420,6 +420,8 @@ def test_unreachable_wandb_costs_a_warning_not_the_study(study):
     assert (study / "out" / "results.json").is_file() and (study / "out" / "report.md").is_file()
     assert re.search(r"W&B .* failed .*the study goes on without it", proc.stderr, re.S), proc.stderr[-3000:]
     assert snapshot(study / "store") == before
+    kept = sorted((study / "out" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert kept, "the runs that could not go online are kept offline"
 
 
 # -- 12. GPU trainer without a GPU ---------------------------------------------------------------------

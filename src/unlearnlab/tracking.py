@@ -50,6 +50,7 @@ class Tracker:
         self.cfg, self.study, self.output_dir = cfg, study, Path(output_dir)
         self.config = flatten(config)
         self.run_dirs: list[str] = []
+        self.offline = False  # set when online W&B failed: later runs are kept offline
 
     def _warn(self, what: str, err: BaseException) -> None:
         warnings.warn(f"{what} failed ({type(err).__name__}: {err}); the study goes on without it", stacklevel=3)
@@ -65,13 +66,28 @@ class Tracker:
             job_type=job_type,
             name=name,
             config=config,
-            mode=wandb_mode(self.cfg.get("mode")),
+            mode="offline" if self.offline else wandb_mode(self.cfg.get("mode")),
             dir=str(self.output_dir),
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off", init_timeout=float(self.cfg.get("init_timeout", 30))),
         )
         self.run_dirs.append(run.dir)
         return run
+
+    def _open(self, name: str, job_type: str, config: dict[str, Any]):
+        """A run; if W&B can't be reached, the same run offline (upload later with `wandb sync`)."""
+        try:
+            return self._init_wandb(name, job_type, config)
+        except Exception as err:  # noqa: BLE001
+            if self.offline:
+                raise
+            warnings.warn(
+                f"W&B init failed ({type(err).__name__}: {err}); the study goes on without it online: "
+                f"runs are logged offline under {self.output_dir / 'wandb'} (upload later with `wandb sync`)",
+                stacklevel=3,
+            )
+            self.offline = True
+            return self._init_wandb(name, job_type, config)
 
     @contextmanager
     def cell(self, name: str, job_type: str, config: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -82,7 +98,7 @@ class Tracker:
             try:
                 from lightning.pytorch.loggers import WandbLogger
 
-                run = self._init_wandb(name, job_type, {**self.config, **flatten(config)})
+                run = self._open(name, job_type, {**self.config, **flatten(config)})
                 handle["logger"] = WandbLogger(experiment=run)
             except Exception as err:  # noqa: BLE001 - tracking must not fail the study
                 self._warn("W&B init", err)
@@ -108,7 +124,7 @@ class Tracker:
         try:
             import wandb
 
-            run = self._init_wandb(name, "audit", self.config)
+            run = self._open(name, "audit", self.config)
             columns = list(table[0].keys()) if table else []
             payload: dict[str, Any] = dict(metrics)
             payload["results"] = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in table])
