@@ -5,9 +5,9 @@ CPU, never sees test data, and does what its paper says, measured."""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import lightning as L
-from pathlib import Path
 
 import pytest
 import torch
