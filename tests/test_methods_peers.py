@@ -8,7 +8,6 @@ import functools
 from pathlib import Path
 
 import lightning as L
-
 import pytest
 import torch
 import torch.nn.functional as F
