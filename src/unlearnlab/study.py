@@ -7,8 +7,6 @@ rerun recomputes nothing and a killed run finishes only what is missing.
 from __future__ import annotations
 
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +21,6 @@ from unlearnlab.cells import Cell, CellResult, CellRunner
 from unlearnlab.data import StudyData
 from unlearnlab.errors import ConfigError
 from unlearnlab.registry import instantiate
-
-log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = (
     "audit/F", "audit/score", "audit/eps_mean", "retain/acc", "forget/acc", "test/acc",
@@ -43,22 +39,14 @@ def selected_methods(cfg: DictConfig) -> dict[str, DictConfig]:
     return chosen
 
 
-@dataclass
-class Outputs:
-    """Loads each cell's stored logits once."""
-
-    results: list[CellResult]
-    _cache: list[dict[str, Any]] = field(default_factory=list)
-
-    def stacked(self) -> ModelOutputs:
-        if not self._cache:
-            self._cache = [r.outputs() for r in self.results]
-        arr = lambda part: np.stack([o[part].numpy() for o in self._cache])  # noqa: E731
-        metrics = {
-            k: np.array([r.metrics[k] for r in self.results], dtype=float)
-            for k in (*ACCURACIES, "val/acc", "cost/seconds")
-        }
-        return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics)
+def stack_outputs(results: list[CellResult]) -> ModelOutputs:
+    """The cells' stored logits and metrics, stacked along a leading model axis."""
+    stored = [r.outputs() for r in results]
+    arr = lambda part: np.stack([o[part].numpy() for o in stored])  # noqa: E731
+    metrics = {
+        k: np.array([r.metrics[k] for r in results], dtype=float) for k in (*ACCURACIES, "val/acc", "cost/seconds")
+    }
+    return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics)
 
 
 def _mean(results: list[CellResult], key: str) -> float:
@@ -106,7 +94,7 @@ class Study:
     def audit(self, done: dict[Cell, CellResult]) -> dict[str, Any]:
         n = int(self.cfg.n_models)
         retrain = [done[self.runner.retrain(i)] for i in range(n)]
-        reference = Outputs(retrain).stacked()
+        reference = stack_outputs(retrain)
         labels = {
             "forget": self.data.labels("forget").cpu().numpy(),
             "test": self.data.labels("test").cpu().numpy(),
@@ -118,7 +106,7 @@ class Study:
         arrays: dict[str, dict[str, np.ndarray]] = {}
         for name, mcfg in self.methods.items():
             unlearned = [done[self.runner.unlearn(name, mcfg, i)] for i in range(n)]
-            inp = AuditInput(labels=labels, retrain=reference, unlearn=Outputs(unlearned).stacked())
+            inp = AuditInput(labels=labels, retrain=reference, unlearn=stack_outputs(unlearned))
             row = {k: _mean(unlearned, k) for k in ACCURACIES}
             row["cost/seconds"] = _mean(unlearned, "cost/seconds")
             row["cost/rte"] = retrain_seconds / max(row["cost/seconds"], 1e-9)

@@ -13,8 +13,6 @@ from rich.console import Console
 
 from unlearnlab.errors import ConfigError
 
-log = logging.getLogger(__name__)
-
 
 def output_dir(cfg: DictConfig) -> Path:
     if HydraConfig.initialized():

@@ -1,19 +1,16 @@
 """Weights & Biases (and CSV) runs: one per cell and one per audit, grouped by study.
 
-Tracking must never cost a result: every call into wandb is guarded, and a failure becomes
-one warning, after which the study goes on without tracking.
+Tracking must never cost a result: every call into wandb is guarded; an unreachable W&B
+means runs kept offline, any other failure one warning and the study goes on without tracking.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
-
-log = logging.getLogger(__name__)
 
 
 def wandb_mode(requested: str | None) -> str:
@@ -49,7 +46,6 @@ class Tracker:
         self.kind = cfg.get("kind", "none")
         self.cfg, self.study, self.output_dir = cfg, study, Path(output_dir)
         self.config = flatten(config)
-        self.run_dirs: list[str] = []
         self.offline = False  # set when online W&B failed: later runs are kept offline
 
     def _warn(self, what: str, err: BaseException) -> None:
@@ -71,7 +67,6 @@ class Tracker:
             reinit="create_new",
             settings=wandb.Settings(silent=True, console="off", init_timeout=float(self.cfg.get("init_timeout", 30))),
         )
-        self.run_dirs.append(run.dir)
         return run
 
     def _open(self, name: str, job_type: str, config: dict[str, Any]):
