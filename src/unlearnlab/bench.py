@@ -320,8 +320,7 @@ def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
 
 
 def bench_methods(opts, cfg, device, console: Console) -> dict[str, Any]:
-    from unlearnlab.cells import CellRunner
-    from unlearnlab.data import load_study_data
+    from unlearnlab.pipeline import open_pipeline
     from unlearnlab.store import Store
     from unlearnlab.tracking import Tracker
 
@@ -334,17 +333,20 @@ def bench_methods(opts, cfg, device, console: Console) -> dict[str, Any]:
         (chosen.__setitem__(name, methods[name]) if name in methods else missing.append(name))
     for name in missing:
         console.print(f"[yellow]method {name!r} is not in this study's methods; add +method@methods.{name}={name}[/yellow]")
-    data = load_study_data(c.dataset, c.split).to(device)
     reps = int(opts["method_repeats"])
+    c.method = None  # plan exactly the chosen methods
+    c.methods = chosen
     with tempfile.TemporaryDirectory(prefix="unlearnlab-bench-") as tmp:
-        runner = CellRunner(c, data, Store(Path(tmp) / "store"), Tracker({"kind": "none"}, "bench", tmp, {}))
-        original = runner.run(runner.original()).metrics["cost/seconds"]  # also warms everything up
+        pipe = open_pipeline(c, store=Store(Path(tmp) / "store"), tracker=Tracker({"kind": "none"}, "bench", tmp, {}),
+                             out=Path(tmp))
+        runner, planner = pipe.runner, pipe.planner
+        original = runner.run(planner.original()).metrics["cost/seconds"]  # also warms everything up
         retrain: list[float] = []
         unlearn: dict[str, list[float]] = {name: [] for name in chosen}
         for i in range(reps):  # rounds interleave retrain and methods, so drift hits all alike
-            retrain.append(runner.run(runner.retrain(i)).metrics["cost/seconds"])
-            for name, mcfg in chosen.items():
-                unlearn[name].append(runner.run(runner.unlearn(name, mcfg, i)).metrics["cost/seconds"])
+            retrain.append(runner.run(planner.retrain(i)).metrics["cost/seconds"])
+            for name in chosen:
+                unlearn[name].append(runner.run(planner.unlearn(name, i)).metrics["cost/seconds"])
     r = min(retrain)
     out = {
         "dataset": str(c.dataset.name), "model": str(c.model.name), "train_epochs": int(c.train.epochs),
@@ -466,8 +468,8 @@ def device_name(device: torch.device) -> str:
 
 
 def bench_task(cfg: DictConfig) -> dict[str, Any]:
-    from unlearnlab.cells import CellRunner
-    from unlearnlab.tasks import output_dir, training_device
+    from unlearnlab.cells import trainer_factory
+    from unlearnlab.pipeline import output_dir, training_device
 
     console = Console()
     device = training_device(cfg.trainer)
@@ -484,7 +486,7 @@ def bench_task(cfg: DictConfig) -> dict[str, Any]:
     console.print(f"[bold]unlearnlab bench[/bold] on {name} (precision {cfg.trainer.precision}"
                   f"{', tiny' if opts['tiny'] else ''})")
     plain_cfg = _study_cfg(cfg, {"epochs": None})
-    make_trainer = CellRunner(plain_cfg, None, None, None)._make_trainer(None)  # the Trainer cells use
+    make_trainer = trainer_factory(plain_cfg.trainer)  # the Trainer cells use
     if "ratio" in opts["sections"]:
         console.rule("framework vs plain loop")
         results["ratio"] = bench_ratio(opts, cfg, make_trainer, device, console)

@@ -6,54 +6,28 @@ unlearned model of a study starts from the same original model, as in the compet
 
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import lightning as L
 import torch
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unlearnlab.data import StudyData
 from unlearnlab.data.loader import Augment
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods.base import MethodData, UnlearningMethod
+from unlearnlab.methods.base import MakeTrainer, MethodData, UnlearningMethod
 from unlearnlab.models import build_model
+from unlearnlab.plan import Cell
+from unlearnlab.plan import plain as _plain
 from unlearnlab.registry import check_targets, instantiate
-from unlearnlab.store import Entry, Store, cell_key
+from unlearnlab.store import Entry, Store
 from unlearnlab.tracking import Tracker
 from unlearnlab.training import OptimSettings, SupervisedModule
 
 MEASURED_PARTS = ("forget", "test", "val", "retain_sample")
-
-
-def derive_seed(base: int, *parts: Any) -> int:
-    """Independent, stable seeds per (kind, name, index) from one study seed."""
-    text = "/".join(str(p) for p in (base, *parts))
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little") & 0x7FFFFFFF
-
-
-def _plain(cfg) -> Any:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
-
-
-@dataclass(frozen=True)
-class Cell:
-    kind: str  # original | retrain | unlearn
-    name: str  # "original", "retrain" or the method's name
-    index: int
-    seed: int
-    spec: dict[str, Any] = field(hash=False)
-
-    @property
-    def key(self) -> str:
-        return cell_key(self.spec)
-
-    @property
-    def label(self) -> str:
-        return self.name if self.kind == "original" else f"{self.name}#{self.index}"
 
 
 @dataclass
@@ -79,35 +53,10 @@ def _recipe(train_cfg) -> tuple[int, int, OptimSettings, Augment]:
 
 
 class CellRunner:
-    """Plans cells from a study config and runs or fetches them."""
+    """Computes (or fetches) planned cells: build, train, measure, store."""
 
     def __init__(self, cfg: DictConfig, data: StudyData, store: Store, tracker: Tracker) -> None:
         self.cfg, self.data, self.store, self.tracker = cfg, data, store, tracker
-        dataset = {k: v for k, v in _plain(cfg.dataset).items() if k not in ("root", "download")}
-        self._common = {"dataset": dataset, "model": _plain(cfg.model), "precision": str(cfg.trainer.precision)}
-        self._split = _plain(cfg.split)
-        self._original: Cell | None = None
-
-    # -- planning ---------------------------------------------------------------------------
-    def original(self) -> Cell:
-        if self._original is None:
-            seed = derive_seed(self.cfg.seed, "original")
-            spec = {"kind": "original", **self._common, "train": _plain(self.cfg.train), "seed": seed}
-            self._original = Cell("original", "original", 0, seed, spec)
-        return self._original
-
-    def retrain(self, i: int) -> Cell:
-        seed = derive_seed(self.cfg.seed, "retrain", i)
-        spec = {"kind": "retrain", **self._common, "split": self._split, "train": _plain(self.cfg.train), "seed": seed}
-        return Cell("retrain", "retrain", i, seed, spec)
-
-    def unlearn(self, name: str, method_cfg, i: int) -> Cell:
-        seed = derive_seed(self.cfg.seed, "unlearn", name, i)
-        spec = {
-            "kind": "unlearn", **self._common, "split": self._split, "method": _plain(method_cfg),
-            "original": self.original().key, "seed": seed,
-        }
-        return Cell("unlearn", name, i, seed, spec)
 
     # -- running ----------------------------------------------------------------------------
     def fetch(self, cell: Cell) -> CellResult | None:
@@ -126,22 +75,6 @@ class CellRunner:
                 return CellResult(cell, entry, cached=True)
             return CellResult(cell, self._compute(cell), cached=False)
 
-    def _make_trainer(self, logger):
-        def make(max_epochs: int, phase: str = "train") -> L.Trainer:
-            del phase  # methods log under their own phase prefix
-            return L.Trainer(
-                **_plain(self.cfg.trainer),
-                max_epochs=max_epochs,
-                logger=logger if logger is not None else False,
-                enable_checkpointing=False,
-                enable_model_summary=False,
-                num_sanity_val_steps=0,
-                use_distributed_sampler=False,
-                log_every_n_steps=1,
-            )
-
-        return make
-
     def _compute(self, cell: Cell) -> Entry:
         L.seed_everything(cell.seed, verbose=False)
         model = build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
@@ -149,7 +82,7 @@ class CellRunner:
         if cell.kind == "unlearn":
             config["method"] = cell.spec["method"]
         with self.tracker.cell(f"{cell.label}-{cell.key[:8]}", cell.kind, config) as run:
-            make_trainer = self._make_trainer(run["logger"])
+            make_trainer = trainer_factory(self.cfg.trainer, run["logger"])
             start = time.perf_counter()
             extra: dict[str, float] = {}
             if cell.kind == "unlearn":
@@ -177,15 +110,26 @@ class CellRunner:
         return self.store.save(cell.kind, cell.key, meta, model.state_dict(), outputs)
 
     def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> dict[str, float]:
-        original = self.run(self.original())
+        original = self.run(cell.upstream)
         model.load_state_dict(original.entry.state_dict())
-        method_cfg = {k: v for k, v in cell.spec["method"].items() if k != "name"}
+        method_cfg = cell.method_config
         cls = _method_class(method_cfg, cell.name)
         cls.check_reads()
         data = MethodData(self.data, cls.reads, cell.seed, cell.name)
         method: UnlearningMethod = instantiate(method_cfg, where=f"method.{cell.name}", model=model, data=data)
         method.run(make_trainer)
         return {k: float(v) for k, v in method.cell_metrics().items()}
+
+
+def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:
+    """The Trainer every fit of a cell runs under: conf/trainer/*.yaml plus this fit's epochs and logger."""
+    flags = _plain(trainer_cfg)
+
+    def make(max_epochs: int, phase: str = "train") -> L.Trainer:
+        del phase  # methods log under their own phase prefix
+        return L.Trainer(**flags, max_epochs=max_epochs, logger=logger if logger is not None else False)
+
+    return make
 
 
 def _method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod]:

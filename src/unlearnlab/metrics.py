@@ -25,6 +25,9 @@ class Metric:
     headline: bool = False  # also a column of the terminal's headline table
     array: bool = False  # a per-example array (report plots only), never a table column
 
+    def as_dict(self) -> dict[str, object]:
+        return {"help": self.help, "group": self.group, "goal": self.goal, "headline": self.headline}
+
 
 # Every cell measures these; a method's row holds their mean over its N models.
 CORE = (
@@ -56,6 +59,11 @@ class Catalogue:
         for m in methods:
             declared += list(getattr(m, "metrics", ()))
         return cls(declared)
+
+    @classmethod
+    def from_results(cls, results: dict) -> "Catalogue":
+        """The declarations a results.json carries, so a report can be drawn from the file alone."""
+        return cls(Metric(name, **d) for name, d in results.get("metrics", {}).items())
 
     def get(self, name: str) -> Metric:
         """A metric nobody declared still shows (under "Other metrics"), never silently dropped."""

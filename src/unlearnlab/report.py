@@ -15,54 +15,16 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab import plots
-from unlearnlab.study import TABLE_COLUMNS, fmt
+from unlearnlab.metrics import Catalogue
+from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows
 
-REFERENCE_ROW = "retrained models (reference)"
 PLOTS_DIR = "plots"
-
-# What each column means, for the legend (unit / range; what a perfect method shows).
-METRIC_HELP = {
-    "audit/F": "forgetting quality of the competition ε audit, mean of 2^−⌊ε/0.5⌋ over forget examples; "
-               "0–1, higher is better (the retrain control's value is the best reachable)",
-    "audit/score": "competition score F × (RA_U/RA_R) × (TA_U/TA_R); higher is better",
-    "audit/eps_mean": "mean per-example ε of the competition audit (capped at 50); lower is better",
-    "retain/acc": "accuracy on the retain set (fraction, mean over the N models); ideal: the retrained models'",
-    "forget/acc": "accuracy on the forget set (fraction); ideal: the retrained models'",
-    "test/acc": "accuracy on the test set (fraction); ideal: the retrained models'",
-    "audit/mia_acc": "starting-kit MIA: logistic-regression accuracy on the loss, forget vs test; ideal ≈ 0.5 "
-                     "(≈ audit/mia_acc_retrain)",
-    "audit/mia_acc_retrain": "the kit MIA on the retrained models (the reference for audit/mia_acc)",
-    "audit/mia_efficacy": "SalUn MIA-efficacy: share of forget examples an SVC on p_y calls non-member; "
-                          "ideal ≈ audit/mia_efficacy_retrain",
-    "audit/mia_efficacy_retrain": "MIA-efficacy of the retrained models (the reference)",
-    "audit/ulira_acc": "U-LiRA balanced accuracy telling unlearned from retrained models; ideal 0.5",
-    "audit/ulira_auc": "U-LiRA ROC AUC; ideal 0.5",
-    "audit/ulira_tpr@1%": "U-LiRA true-positive rate at false-positive rate ≤ 1%; ideal ≈ 0.01",
-    "audit/ulira_tpr@0.1%": "U-LiRA true-positive rate at false-positive rate ≤ 0.1%; ideal ≈ 0.001",
-    "audit/eps_lower_bound": "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% confidence); ideal 0",
-    "audit/one_run_guesses": "number of guesses the one-run auditor made (target models)",
-    "audit/one_run_correct": "number of those guesses that were correct",
-    "cost/seconds": "wall seconds of one unlearning run (mean over the N models)",
-    "cost/rte": "retrain seconds / unlearn seconds; higher is faster (the 2023 challenge rejected rte < 5)",
-}
-
-_ORDER = {k: i for i, k in enumerate(METRIC_HELP)}
-
-# The report's tables: (title, which columns). Every column lands in exactly one table.
-TABLE_GROUPS: list[tuple[str, Callable[[str], bool]]] = [
-    ("Summary", lambda k: k in TABLE_COLUMNS and not k.startswith("audit/mia_")),
-    ("Membership inference", lambda k: k.startswith("audit/mia_")),
-    ("U-LiRA", lambda k: k.startswith("audit/ulira_")),
-    ("One-run ε lower bound", lambda k: k == "audit/eps_lower_bound" or k.startswith("audit/one_run_")),
-    ("Certified removal", lambda k: k.startswith(("cert/", "audit/eps_above_cert"))),
-    ("Other metrics", lambda k: True),
-]
 
 
 @dataclass
@@ -76,10 +38,9 @@ class Report:
 
 
 def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per method: {"method": NAME, metric: value or None, ...}, summary columns first."""
-    keys = [c for c in TABLE_COLUMNS if any(c in r for r in results["methods"].values())]
-    keys += sorted({k for r in results["methods"].values() for k in r} - set(keys))
-    return [{"method": name, **{k: row.get(k) for k in keys}} for name, row in results["methods"].items()]
+    """One row per method with every column, headline columns first (the W&B table)."""
+    columns = [c for _, rows in grouped_rows(results) for c in rows[0] if c != "method"]
+    return [{"method": name, **{k: row.get(k) for k in columns}} for name, row in results["methods"].items()]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:
@@ -89,26 +50,6 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" if c == "method" else "---:" for c in cols) + "|"]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def grouped_tables(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """The method rows split into readable tables; the summary also gets the retrained models'
-    reference row (results["retrain"]: their accuracies and seconds)."""
-    rows = table_rows(results)
-    columns = [c for c in (rows[0] if rows else {}) if c != "method"]
-    tables, taken = [], set()
-    for title, wanted in TABLE_GROUPS:
-        cols = [c for c in columns if c not in taken and wanted(c)]
-        cols.sort(key=lambda c: _ORDER.get(c, len(_ORDER)))  # stable: unknown keys keep their order
-        if not cols:
-            continue
-        taken.update(cols)
-        group = [{"method": r["method"], **{c: r[c] for c in cols}} for r in rows]
-        reference = results.get("retrain", {})
-        if title == "Summary" and any(c in reference for c in cols):
-            group.append({"method": REFERENCE_ROW, **{c: reference.get(c) for c in cols}})
-        tables.append((title, group))
-    return tables
 
 
 # --- a tiny document model rendered both to Markdown and to HTML -----------------------------
@@ -268,10 +209,11 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
                   "the best any method can look.")
     doc.add("p", intro)
     doc.add("h2", "Results")
-    for title, table in grouped_tables(results):
+    catalogue = Catalogue.from_results(results)
+    for title, table in grouped_rows(results):
         doc.add("h3", title)
         doc.add("table", table)
-        legend = [f"`{c}`: {METRIC_HELP[c]}" for c in table[0] if c in METRIC_HELP]
+        legend = [f"`{c}`: {catalogue.help(c)}" for c in table[0] if c != "method" and catalogue.help(c)]
         if legend:
             doc.add("list", legend)
     for section in ("Trade-off", "Accuracies", "Per-example ε"):

@@ -1,7 +1,10 @@
-"""A study: original model -> N retrained -> N unlearned per method -> audits -> table, results.
+"""A study: original model -> N retrained -> N unlearned per method -> audits -> results.
 
 The pipeline runs one way; every cell comes from the store when it is already there, so a
-rerun recomputes nothing and a killed run finishes only what is missing.
+rerun recomputes nothing and a killed run finishes only what is missing. Each method is
+audited against its reference: the retrained models, or (for a certified method whose
+certificate is stated against another mechanism) the cells of the method it names in
+`reference`.
 """
 
 from __future__ import annotations
@@ -11,32 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from unlearnlab.audits.base import AuditInput, ModelOutputs
-from unlearnlab.cells import Cell, CellResult, CellRunner
-from unlearnlab.data import StudyData
+from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
+from unlearnlab.metrics import ACCURACIES, Catalogue
+from unlearnlab.pipeline import Pipeline
+from unlearnlab.plan import RETRAIN, Cell
 from unlearnlab.registry import instantiate
-
-TABLE_COLUMNS = (
-    "audit/F", "audit/score", "audit/eps_mean", "retain/acc", "forget/acc", "test/acc",
-    "audit/mia_acc", "cost/seconds", "cost/rte",
-)
-ACCURACIES = ("retain/acc", "forget/acc", "test/acc")
-
-
-def selected_methods(cfg: DictConfig) -> dict[str, DictConfig]:
-    """`method=NAME` runs that method beside the controls; otherwise the study's `methods`."""
-    methods = cfg.get("methods") or {}
-    if cfg.get("method") is None:
-        return {name: methods[name] for name in methods}
-    chosen = {c: methods[c] for c in cfg.get("controls", []) if c in methods}
-    chosen[cfg.method.name] = cfg.method
-    return chosen
 
 
 def stack_outputs(results: list[CellResult]) -> ModelOutputs:
@@ -53,22 +41,29 @@ def _mean(results: list[CellResult], key: str) -> float:
     return float(np.mean([r.metrics[key] for r in results]))
 
 
+def build_audits(cfg) -> dict[str, Any]:
+    audits = {name: instantiate(acfg, where=f"audit.{name}") for name, acfg in (cfg.audit or {}).items()}
+    if not audits:
+        raise ConfigError("no audit selected (audit is empty); choose at least one, e.g. audit=[competition]")
+    return audits
+
+
+def catalogue(cfg, audits: dict[str, Any], methods) -> Catalogue:
+    """The metrics this study can report: its audits' and methods' declarations, plus core ones."""
+    classes = [get_class(m["_target_"]) for m in methods.values() if m.get("_target_")]
+    return Catalogue.of(audits.values(), classes)
+
+
 class Study:
-    def __init__(self, cfg: DictConfig, runner: CellRunner, data: StudyData, console: Console | None = None):
-        if int(cfg.n_models) < 2:
-            raise ConfigError(f"n_models={cfg.n_models} must be ≥ 2: the audit compares two samples of models")
-        self.cfg, self.runner, self.data = cfg, runner, data
-        self.methods = selected_methods(cfg)
-        if not self.methods:
+    def __init__(self, pipe: Pipeline, console: Console | None = None):
+        self.pipe = pipe
+        self.cfg, self.planner, self.runner = pipe.cfg, pipe.planner, pipe.runner
+        self.n = int(self.cfg.n_models)
+        if self.n < 2:
+            raise ConfigError(f"n_models={self.n} must be ≥ 2: the audit compares two samples of models")
+        if not self.planner.methods:
             raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
         self.console = console or Console()
-
-    def plan(self) -> list[Cell]:
-        n = int(self.cfg.n_models)
-        cells = [self.runner.original()] + [self.runner.retrain(i) for i in range(n)]
-        for name, mcfg in self.methods.items():
-            cells += [self.runner.unlearn(name, mcfg, i) for i in range(n)]
-        return cells
 
     def run_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
         done: dict[Cell, CellResult] = {}
@@ -91,25 +86,43 @@ class Study:
             progress.update(task, description="cells")
         return done
 
+    def fetch_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
+        """Audit-only: every cell must already be in the store; say which are not, all at once."""
+        found = {c: self.runner.fetch(c) for c in cells}
+        missing = [c for c, r in found.items() if r is None]
+        if missing:
+            names = sorted({c.name for c in missing})
+            raise ConfigError(
+                f"{len(missing)} of {len(cells)} cells are not in the store {self.runner.store.root} "
+                f"(missing: {', '.join(names)}); compute them first (run the study or its sweep), "
+                f"or check that dataset/split/model/n_models/seed match the run that computed them"
+            )
+        return found  # type: ignore[return-value]
+
     def audit(self, done: dict[Cell, CellResult]) -> dict[str, Any]:
-        n = int(self.cfg.n_models)
-        retrain = [done[self.runner.retrain(i)] for i in range(n)]
-        reference = stack_outputs(retrain)
+        cfg, planner, n = self.cfg, self.planner, self.n
+        data = self.pipe.data
+        retrained = [done[planner.retrain(i)] for i in range(n)]
+        methods = {name: [done[planner.unlearn(name, i)] for i in range(n)] for name in planner.methods}
         labels = {
-            "forget": self.data.labels("forget").cpu().numpy(),
-            "test": self.data.labels("test").cpu().numpy(),
-            "retain": self.data.labels("retain_sample").cpu().numpy(),
+            "forget": data.labels("forget").cpu().numpy(),
+            "test": data.labels("test").cpu().numpy(),
+            "retain": data.labels("retain_sample").cpu().numpy(),
         }
-        audits = {name: instantiate(acfg, where=f"audit.{name}") for name, acfg in (self.cfg.audit or {}).items()}
-        retrain_seconds = _mean(retrain, "cost/seconds")
+        audits = build_audits(cfg)
+        metrics = catalogue(cfg, audits, planner.methods)
+        # a method may itself be called "retrain" (the control): references live apart from methods
+        outputs = {name: stack_outputs(cells) for name, cells in methods.items()}
+        reference = {RETRAIN: (retrained, stack_outputs(retrained))}
+        reference.update({name: (methods[name], outputs[name]) for name in methods if name != RETRAIN})
         rows: dict[str, dict[str, float]] = {}
         arrays: dict[str, dict[str, np.ndarray]] = {}
-        for name, mcfg in self.methods.items():
-            unlearned = [done[self.runner.unlearn(name, mcfg, i)] for i in range(n)]
-            inp = AuditInput(labels=labels, retrain=reference, unlearn=stack_outputs(unlearned))
+        for name, unlearned in methods.items():
+            ref_cells, ref_outputs = reference[planner.reference_of(name)]
+            inp = AuditInput(labels=labels, retrain=ref_outputs, unlearn=outputs[name])
             row = {k: _mean(unlearned, k) for k in ACCURACIES}
             row["cost/seconds"] = _mean(unlearned, "cost/seconds")
-            row["cost/rte"] = retrain_seconds / max(row["cost/seconds"], 1e-9)
+            row["cost/rte"] = _mean(ref_cells, "cost/seconds") / max(row["cost/seconds"], 1e-9)
             arrays[name] = {}
             for audit_name, audit in audits.items():
                 try:
@@ -124,88 +137,26 @@ class Study:
             for k in sorted(set(unlearned[0].metrics) - set(row) - {"val/acc"}):
                 row[k] = _mean(unlearned, k)  # what the method reports itself, e.g. cert/epsilon
             rows[name] = row
-        _certificate_shares(rows, arrays)
+        present = {k for row in rows.values() for k in row}
+        ordered = [k for k in metrics.by_name if k in present] + sorted(present - set(metrics.by_name))
         return {
-            "study": str(self.cfg.study_name),
+            "study": str(cfg.study_name),
             "n_models": n,
             "methods": rows,
-            "retrain": {k: _mean(retrain, k) for k in (*ACCURACIES, "cost/seconds")},
+            "reference": {name: planner.reference_of(name) for name in rows},
+            "retrain": {k: _mean(retrained, k) for k in (*ACCURACIES, "cost/seconds")},
+            "metrics": {k: metrics.get(k).as_dict() for k in ordered},
             "_arrays": arrays,
         }
 
-    def fetch_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
-        """Audit-only: every cell must already be in the store; say which are not, all at once."""
-        found = {c: self.runner.fetch(c) for c in cells}
-        missing = [c for c, r in found.items() if r is None]
-        if missing:
-            names = sorted({c.name for c in missing})
-            raise ConfigError(
-                f"{len(missing)} of {len(cells)} cells are not in the store {self.runner.store.root} "
-                f"(missing: {', '.join(names)}); compute them first (run the study or its sweep), "
-                f"or check that dataset/split/model/n_models/seed match the run that computed them"
-            )
-        return found  # type: ignore[return-value]
-
     def run(self, compute: bool = True) -> dict[str, Any]:
-        cells = self.plan()
+        cells = self.planner.cells()
         done = self.run_cells(cells) if compute else self.fetch_cells(cells)
         return self.audit(done)
 
 
-def _certificate_shares(rows: dict[str, dict[str, float]], arrays: dict[str, dict[str, np.ndarray]]) -> None:
-    """Share of forget examples whose empirical ε exceeds a method's certified ε — and the same
-    share for the retrain control, whose ε is the estimator's finite-N floor, not a leak."""
-    control = arrays.get("retrain", {}).get("audit/eps")
-    for name, row in rows.items():
-        eps = arrays.get(name, {}).get("audit/eps")
-        if "cert/epsilon" not in row or eps is None:
-            continue
-        row["audit/eps_above_cert"] = float(np.mean(eps > row["cert/epsilon"]))
-        if control is not None:
-            row["audit/eps_above_cert_control"] = float(np.mean(control > row["cert/epsilon"]))
-
-
-def results_table(results: dict[str, Any], columns=TABLE_COLUMNS) -> Table:
-    """The headline table: one row per method with the nine metrics every study reports."""
-    table = Table(title=f"{results['study']}  (N = {results['n_models']} models per method)")
-    present = [c for c in columns if any(c in row for row in results["methods"].values())]
-    table.add_column("method", style="bold", no_wrap=True)
-    for c in present:
-        table.add_column(c, justify="right", no_wrap=True)
-    for name, row in results["methods"].items():
-        table.add_row(name, *(fmt(row.get(c)) for c in present))
-    r = results["retrain"]
-    table.add_row("retrained (reference)", *(fmt(r.get(c)) for c in present), style="dim")
-    return table
-
-
-def rows_table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-    """Any further group of metrics (other audits, certificates) as its own small table."""
-    table = Table(title=title)
-    table.add_column("method", style="bold", no_wrap=True)
-    for c in columns:
-        table.add_column(c, justify="right", no_wrap=True)
-    for row in rows:
-        table.add_row(row["method"], *(fmt(row.get(c)) for c in columns))
-    return table
-
-
-def fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        if not np.isfinite(v):
-            return str(v)
-        return f"{v:.3g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 1e-3) else f"{v:.4f}"
-    return str(v)
-
-
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:
-    path = output_dir / "results.json"
+    path = Path(output_dir) / "results.json"
     public = {k: v for k, v in results.items() if not k.startswith("_")}
     path.write_text(json.dumps(public, indent=2, allow_nan=True))
     return path
-
-
-def config_dict(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -52,25 +52,13 @@ def cell_task(cfg: DictConfig) -> dict[str, Any]:
     `index` unset: every index 0..n_models-1 in this one job. Writes cells.json (one line per
     cell: label, kind, key, cached, seconds) to the job's output dir and returns that list.
     """
-    from unlearnlab.cells import CellRunner
-    from unlearnlab.data import load_study_data
-    from unlearnlab.store import Store
-    from unlearnlab.study import config_dict, selected_methods
-    from unlearnlab.tasks import output_dir, training_device
-    from unlearnlab.tracking import Tracker
+    from unlearnlab.pipeline import open_pipeline
 
     indices = _indices(cfg)
-    methods = selected_methods(cfg)
-    if not methods:
+    pipe = open_pipeline(cfg)
+    if not pipe.planner.methods:
         raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
-    device = training_device(cfg.trainer)
-    out = output_dir(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_study_data(cfg.dataset, cfg.split).to(device)
-    tracker = Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
-    runner = CellRunner(cfg, data, Store(cfg.paths.store), tracker)
-    cells = [runner.original()] + [runner.retrain(i) for i in indices]
-    cells += [runner.unlearn(name, mcfg, i) for name, mcfg in methods.items() for i in indices]
+    cells, runner, out = pipe.planner.cells(indices), pipe.runner, pipe.output_dir
     done: list[dict[str, Any]] = []
     for cell in cells:
         start = time.perf_counter()
@@ -100,10 +88,9 @@ def _differences(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, tupl
     return {k: (b.get(k, "<absent>"), a.get(k, "<absent>")) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
-def explain_missing(runner, cells) -> str | None:
+def explain_missing(store, planner, cells) -> str | None:
     """Why cells are missing: for each missing cell name, the store's cells of that kind and name
     computed with other settings, and which spec fields differ. None when nothing is missing."""
-    store = runner.store
     missing = [c for c in cells if not store.has(c.kind, c.key)]
     if not missing:
         return None
@@ -136,7 +123,7 @@ def explain_missing(runner, cells) -> str | None:
             if "original" in diff and "original" in stored:
                 theirs = next((m for m in stored["original"] if m.get("key") == other["spec"].get("original")), None)
                 if theirs is not None:
-                    mine = runner.original().spec
+                    mine = planner.original().spec
                     for k, v in _differences(mine, theirs.get("spec", {})).items():
                         if k != "seed" or "seed" not in diff:
                             diff[f"original.{k}"] = v
@@ -179,20 +166,20 @@ def _ranges(xs: list[int]) -> str:
 
 def check_audit_inputs(cfg: DictConfig) -> None:
     """Refuse an audit whose cells are not all in the store, naming what differs."""
-    from unlearnlab.cells import CellRunner
+    from unlearnlab.data import load_study_data
+    from unlearnlab.pipeline import data_id
+    from unlearnlab.plan import Planner
     from unlearnlab.store import Store
-    from unlearnlab.study import selected_methods
 
     n = int(cfg.n_models)
     if n < 2:
         raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
-    runner = CellRunner(cfg, None, Store(cfg.paths.store), None)  # planning reads only the config
-    cells = [runner.original()] + [runner.retrain(i) for i in range(n)]
-    cells += [runner.unlearn(name, mcfg, i) for name, mcfg in selected_methods(cfg).items() for i in range(n)]
-    why = explain_missing(runner, cells)
+    planner = Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split)))
+    store = Store(cfg.paths.store)
+    why = explain_missing(store, planner, planner.cells())
     if why:
         raise ConfigError(
-            f"audit refused: not every cell it reads is in the store {runner.store.root}:\n  {why}\n"
+            f"audit refused: not every cell it reads is in the store {store.root}:\n  {why}\n"
             f"compute them with the sweep (task=cell) using the same dataset/split/model/n_models/seed, "
             f"or audit with the settings the store's cells were computed with"
         )

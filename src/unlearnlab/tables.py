@@ -1,0 +1,62 @@
+"""Results as tables: the terminal's (rich) and the report's (rows of dicts), one grouping for both.
+
+Which table a column belongs to comes from the metrics' declarations (metrics.py), carried in
+results["metrics"], so a study's tables can be redrawn from its results.json alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from unlearnlab.metrics import HEADLINE, Catalogue
+
+REFERENCE_ROW = "retrained (reference)"
+
+
+def fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if not np.isfinite(v):
+            return str(v)
+        return f"{v:.3g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 1e-3) else f"{v:.4f}"
+    return str(v)
+
+
+def grouped_rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """(title, rows) per table: one row per method, the headline table first and with the
+    retrained models' reference row (their accuracies and seconds)."""
+    catalogue = Catalogue.from_results(results)
+    methods = results["methods"]
+    present = [k for row in methods.values() for k in row]
+    tables = []
+    for title, columns in catalogue.groups(present):
+        rows = [{"method": name, **{c: row.get(c) for c in columns}} for name, row in methods.items()]
+        reference = results.get("retrain", {})
+        if title == HEADLINE and any(c in reference for c in columns):
+            rows.append({"method": REFERENCE_ROW, **{c: reference.get(c) for c in columns}})
+        tables.append((title, rows))
+    return tables
+
+
+def rich_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    table = Table(title=title)
+    columns = list(rows[0]) if rows else ["method"]
+    for c in columns:
+        table.add_column(c, justify="left" if c == "method" else "right", no_wrap=True,
+                         style="bold" if c == "method" else None)
+    for row in rows:
+        table.add_row(*(fmt(row.get(c)) for c in columns), style="dim" if row["method"] == REFERENCE_ROW else None)
+    return table
+
+
+def print_results(console: Console, results: dict[str, Any]) -> None:
+    """The headline table (titled with the study and N), then one small table per further group."""
+    for title, rows in grouped_rows(results):
+        if title == HEADLINE:
+            title = f"{results['study']}  (N = {results['n_models']} models per method)"
+        console.print(rich_table(title, rows))
