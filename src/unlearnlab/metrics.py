@@ -63,7 +63,7 @@ class Catalogue:
     @classmethod
     def from_results(cls, results: dict) -> "Catalogue":
         """The declarations a results.json carries, so a report can be drawn from the file alone."""
-        return cls(Metric(name, **d) for name, d in results.get("metrics", {}).items())
+        return cls([*(Metric(name, **d) for name, d in results.get("metrics", {}).items()), *CORE])
 
     def get(self, name: str) -> Metric:
         """A metric nobody declared still shows (under "Other metrics"), never silently dropped."""
