@@ -1,5 +1,40 @@
-"""One exception type for bad input, so the CLI can print one line instead of a traceback."""
+"""Exception types for bad input and for a disk that refuses writes, so the CLI can print one
+line instead of a traceback; and `safe_name`, the one check for config values that become paths."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
 
 
 class ConfigError(ValueError):
     """Bad user input; the message is one line that names the fix."""
+
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+MAX_NAME = 200
+
+
+def safe_name(value: Any, what: str) -> str:
+    """VALUE as one path component (a folder or file name), or ConfigError naming WHAT to fix.
+
+    Refused, not rewritten, so two different names never land in one folder: empty names,
+    `.`/`..`, path separators (`/`, `\\`), control characters, and names over 200 characters.
+    Anything else (spaces, brackets, `=`, unicode) is a legal file name and kept as it is.
+    Use it wherever a config value is joined to a path: store folders, logger run names,
+    sweep audit labels.
+    """
+    text = str(value)
+    why = None
+    if text in ("", ".", ".."):
+        why = "is empty" if not text else f"is {text!r}"
+    elif _UNSAFE.search(text):
+        why = "contains '/', '\\' or a control character"
+    elif len(text) > MAX_NAME:
+        why = f"is {len(text)} characters long (at most {MAX_NAME})"
+    if why is not None:
+        raise ConfigError(
+            f"{what}={text!r} becomes a folder name but {why}; use letters, digits, '_', '-' and '.' "
+            f"(e.g. {what}=my_{what.rsplit('.', 1)[-1]})"
+        )
+    return text

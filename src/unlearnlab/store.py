@@ -1,9 +1,15 @@
 """Content-addressed cell store: a finished cell is never recomputed, a broken one never used.
 
 Layout: ROOT/KIND/KEY/{model.safetensors, outputs.safetensors, meta.json}. The key hashes
-everything that changes a cell's result and nothing else. An entry is written into a temp
-folder beside its final place and renamed in one step, so readers see all of it or none;
-meta.json records each file's size and sha256, checked on every load.
+everything that changes a cell's result and nothing else (see `cell_key`: values are normalised
+first, so `0.5` and `'0.5'` are one key). An entry is written into a temp folder beside its final
+place and renamed in one step, so readers see all of it or none.
+
+Every stored byte is checked on every load: meta.json records each file's size and sha256 and
+its own checksum (`meta_sha256`, over the canonical JSON of the rest of meta.json), and an entry
+is used only if the key it records is the key it is fetched under and, when it records the spec
+it was computed from, that spec hashes to that key. These checksums catch damage and hand edits;
+they are not signatures: whoever can write the store can forge a consistent entry.
 
 What can go wrong, and what the store does about it:
 - a file truncated or altered after it was written: `load` raises CorruptEntryError (never
@@ -14,8 +20,13 @@ What can go wrong, and what the store does about it:
 - a process killed mid-write leaves only a `.tmp-*` folder, never an entry; the next save in
   that kind's folder removes temp folders whose writer is dead (same host) or that are a day old;
 - two writers of one key: the first rename wins, the second writer's copy is dropped;
-- a full or read-only disk: StoreWriteError (a one-line ConfigError naming the path), and the
-  temp folder is removed, so the store is as it was.
+- a full or read-only disk (safetensors' own error included), or a store folder that cannot be
+  created: StoreWriteError (a one-line ConfigError naming the path), and the temp folder is
+  removed, so the store is as it was;
+- a lock held by another process (computing that cell, or stopped with Ctrl-Z / SIGSTOP): the
+  waiter logs what it waits for, who holds it and for how long every LOCK_REPORT_SECONDS, and
+  gives up with LockTimeoutError after `lock_timeout` seconds when one is set;
+- `paths.store` empty, or naming a file: ConfigError when the Store is made.
 """
 
 from __future__ import annotations
@@ -23,29 +34,36 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
+import math
 import os
+import re
 import shutil
 import socket
 import time
 import uuid
 import warnings
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save_file
 
 from unlearnlab.errors import ConfigError
 
-FORMAT = 1  # bump when what a cell stores or how it is computed changes
+FORMAT = 2  # bump when what a cell stores or how it is computed changes (2: normalised keys, meta checksum)
 FILES = ("model.safetensors", "outputs.safetensors")
 RESERVED = ("locks", "quarantine")  # folders of ROOT that hold no kind of cell
 STALE_TMP_SECONDS = 24 * 3600  # a temp folder this old is abandoned, whoever wrote it
 _HOST = socket.gethostname().replace("-", "_")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
+LOCK_REPORT_SECONDS = 30.0  # a cell waiting on another process's lock says so this often
+log = logging.getLogger(__name__)
 
 
 class CorruptEntryError(RuntimeError):
@@ -56,10 +74,104 @@ class StoreWriteError(ConfigError):
     """The disk refused a write (full, over quota, read-only, no permission); nothing was stored."""
 
 
+class LockTimeoutError(ConfigError):
+    """Waited `lock_timeout` seconds for another process computing the same cell."""
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def _number(text: str) -> int | float | str:
+    """A string that spells a decimal number exactly (`'0.5'`, `'1e-3'`, `'10'`) as that number;
+    anything else, or a number a float cannot hold exactly (`'12345678901234567890e3'`, `'1e999'`),
+    stays the string, so two different strings never become one value by rounding."""
+    if not _NUMBER.fullmatch(text):
+        return text
+    value = float(text)
+    if not math.isfinite(value):
+        return text
+    exact = Decimal(text)
+    if abs(exact) < _EXACT_INT and exact == exact.to_integral_value():
+        return int(exact)
+    return value if Decimal(repr(value)) == exact else text
+
+
+_EXACT_INT = 2**53  # integers below this are the same number as int and as float
+
+
+def normalise(value: Any) -> Any:
+    """The value a key hashes: equal settings, equal JSON.
+
+    - a string spelling a decimal number is that number (`'0.5'` → 0.5, `'10'` → 10): the config
+      means the number either way (`method.lr='0.5'` or a quoted YAML value);
+    - a float with an integral value below 2**53 is that int (`1.0` → 1, `-0.0` → 0), so
+      `epochs: 1` and `epochs: 1.0` agree; other floats (0.5, 1e30, inf, nan) stay floats;
+    - booleans stay booleans and strings like 'true' stay strings (`'false'` is truthy in Python,
+      so it does not behave like False); None stays None;
+    - tuples are lists, mapping keys are strings, paths are strings.
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and abs(value) < _EXACT_INT else value
+    if isinstance(value, str):
+        return _number(value.strip()) if _NUMBER.fullmatch(value.strip()) else value
+    if isinstance(value, dict):
+        return {str(k): normalise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [normalise(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str, allow_nan=True)
+
+
 def cell_key(spec: dict[str, Any]) -> str:
-    """Hash of a JSON-canonical spec: same spec, same key, in any process."""
-    text = json.dumps({"format": FORMAT, **spec}, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    """Hash of the normalised, JSON-canonical spec: same settings, same key, in any process.
+
+    The spec must name what a cell reads by content, never by location alone: the loaded data's
+    fingerprint, and `file_digest(path)` for any file a cell reads itself (not a path)."""
+    return hashlib.sha256(canonical_json(normalise({"format": FORMAT, **spec})).encode()).hexdigest()[:24]
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes: what a cell key records for a file the cell reads directly."""
+    return _sha256(Path(path))
+
+
+def meta_checksum(meta: dict[str, Any]) -> str:
+    """sha256 of meta.json's content without its own checksum field, key order ignored."""
+    return hashlib.sha256(canonical_json({k: v for k, v in meta.items() if k != "meta_sha256"}).encode()).hexdigest()
+
+
+def check_root(root: Any) -> Path:
+    """paths.store as a folder, or ConfigError: empty (would write into the current folder), or a file."""
+    if root is None or not str(root).strip():
+        raise ConfigError(
+            "paths.store is empty, so the store would land in the current folder; "
+            "set paths.store=/path/to/store (or paths.root=DIR for DIR/store)"
+        )
+    path = Path(str(root)).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"paths.store={path} is a file, not a folder; point paths.store at a folder (new or existing)")
+    return path
+
+
+def _write_error(err: BaseException) -> int | None:
+    """The errno of a refused write: an OSError's own, or the one in safetensors' message
+    ('... No space left on device (os error 28)'), which raises its own exception type."""
+    if isinstance(err, OSError):
+        return err.errno if err.errno in _WRITE_ERRNOS else None
+    if isinstance(err, SafetensorError):
+        m = re.search(r"os error (\d+)", str(err))
+        if m and int(m.group(1)) in _WRITE_ERRNOS:
+            return int(m.group(1))
+    return None
 
 
 def _sha256(path: Path) -> str:
@@ -87,21 +199,101 @@ class Entry:
     meta: dict[str, Any]
 
     def outputs(self) -> dict[str, torch.Tensor]:
-        return _load_tensors(self.path / "outputs.safetensors")
+        return self._tensors("outputs.safetensors")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return _load_tensors(self.path / "model.safetensors")
+        return self._tensors("model.safetensors")
+
+    def _tensors(self, name: str) -> dict[str, torch.Tensor]:
+        """The file's bytes, checked against the recorded sha256 as they are read (not only at
+        load time), then parsed as safetensors: the bytes parsed are the bytes checked."""
+        path = self.path / name
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            raise CorruptEntryError(f"store file {path} is unreadable ({err}); {_RERUN}") from None
+        if hashlib.sha256(data).hexdigest() != self.meta["files"][name]["sha256"]:
+            raise CorruptEntryError(f"store file {path} changed after its entry was loaded (checksum differs); {_RERUN}")
+        try:
+            return load_tensors(data)
+        except (SafetensorError, ValueError) as err:
+            raise CorruptEntryError(
+                f"store file {path} is not a readable safetensors file ({err}); it is not used. {_RERUN}"
+            ) from None
 
 
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """safetensors only: a file that is anything else (a pickle, say) is refused, never executed."""
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CorruptEntryError(
-            f"store file {path} is not a readable safetensors file ({err}); it is not used. "
-            f"Run `unlearnlab task=verify`, then rerun the study to recompute it"
-        ) from None
+_RERUN = "run `unlearnlab task=verify`, then rerun the study to recompute it"
+
+
+class CellLock:
+    """The file lock of one cell, held while it is computed so concurrent jobs train it once.
+
+    Waiting is never silent: every `report_every` seconds the waiter logs which cell it waits
+    for, who holds the lock (host, pid, since when, and whether that process is stopped) and
+    how long it has waited; with `timeout` (seconds) it gives up with LockTimeoutError. A lock
+    whose holder died is free at once (the OS releases it), so only a live holder blocks."""
+
+    def __init__(self, path: Path, what: str, timeout: float | None, report_every: float) -> None:
+        self.path, self.what, self.timeout, self.report_every = path, what, timeout, report_every
+        self.owner = path.with_suffix(".owner")
+        self._lock = FileLock(str(path))
+
+    def __enter__(self) -> CellLock:
+        start = time.monotonic()
+        step = min(1.0, self.report_every, self.timeout if self.timeout is not None else 1.0)  # first word soon
+        while True:
+            try:
+                self._lock.acquire(timeout=step)
+                break
+            except Timeout:
+                waited = time.monotonic() - start
+                log.warning("waiting %.0f s for %s: its lock %s is held by %s", waited, self.what, self.path, self.holder())
+                if self.timeout is not None and waited >= self.timeout:
+                    raise LockTimeoutError(
+                        f"gave up after {waited:.0f} s waiting for {self.what}: its lock {self.path} is held by "
+                        f"{self.holder()}; end or resume that process, or raise the lock timeout"
+                    ) from None
+                step = self.report_every if self.timeout is None else max(0.05, min(self.report_every, self.timeout - waited))
+            except OSError as err:
+                raise _store_write_error(err, self.path, self.path.parent.parent) from None
+        try:
+            self.owner.write_text(f"{_HOST} {os.getpid()} {time.time():.0f}\n")
+        except OSError:
+            pass  # the lock holds without it; waiters then only say "another process"
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.owner.unlink(missing_ok=True)
+        except OSError:
+            pass
+        self._lock.release()
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as its owner note says."""
+        try:
+            host, pid, since = self.owner.read_text().split()
+        except (OSError, ValueError):
+            return "another process (no owner note)"
+        when = time.strftime("%H:%M:%S", time.localtime(float(since)))
+        text = f"pid {pid} on {host.replace('_', '-')} since {when}"
+        if host == _HOST:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                state = ""
+            if state in ("T", "t"):
+                text += f" — that process is stopped: resume it (kill -CONT {pid}) or end it"
+        return text
+
+
+def _store_write_error(err: BaseException, path: Path, root: Path) -> StoreWriteError:
+    code = _write_error(err)
+    reason = os.strerror(code) if code is not None else str(err)
+    return StoreWriteError(
+        f"could not write store entry {path} ({reason}); nothing was stored for it and finished "
+        f"entries are intact: free space or fix permissions under {root}, or set paths.store elsewhere, then rerun"
+    )
 
 
 def _tmp_is_stale(tmp: Path, now: float) -> bool:
@@ -124,8 +316,10 @@ def _tmp_is_stale(tmp: Path, now: float) -> bool:
 
 
 class Store:
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | os.PathLike, lock_timeout: float | None = None,
+                 report_every: float = LOCK_REPORT_SECONDS) -> None:
+        self.root = check_root(root)
+        self.lock_timeout, self.report_every = lock_timeout, report_every
 
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
@@ -133,17 +327,22 @@ class Store:
     def has(self, kind: str, key: str) -> bool:
         return (self.path(kind, key) / "meta.json").is_file()
 
-    def lock(self, kind: str, key: str) -> FileLock:
+    def lock(self, kind: str, key: str) -> CellLock:
         """Held while a cell is computed, so concurrent jobs train it once."""
         lock_dir = self.root / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(lock_dir / f"{kind}-{key}.lock"))
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            if _write_error(err) is None:
+                raise
+            raise _store_write_error(err, self.path(kind, key), self.root) from None
+        return CellLock(lock_dir / f"{kind}-{key}.lock", f"{kind} cell {key}", self.lock_timeout, self.report_every)
 
     def load(self, kind: str, key: str, verify: bool = True) -> Entry:
         path = self.path(kind, key)
         meta = _read_meta(path)
         if verify:
-            problems = self.check(path, meta) if isinstance(meta, dict) else [meta]
+            problems = self.check(path, meta, key) if isinstance(meta, dict) else [meta]
             if problems:
                 raise CorruptEntryError(
                     f"store entry {path} is corrupt ({'; '.join(problems)}); it is not used: rerun the "
@@ -174,22 +373,36 @@ class Store:
         Returns where it went, or None when it was already gone (another process moved it)."""
         src = self.path(kind, key)
         dest_dir = self.root / "quarantine" / kind
-        dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / f"{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
         try:
+            dest_dir.mkdir(parents=True, exist_ok=True)
             os.rename(src, dest)
         except FileNotFoundError:
             return None
+        except OSError as err:
+            if _write_error(err) is None:
+                raise
+            raise _store_write_error(err, src, self.root) from None
         return dest
 
     @staticmethod
-    def check(path: Path, meta: dict[str, Any]) -> list[str]:
-        """What is wrong with the entry at `path` (empty when nothing): every file of FILES must be
-        recorded in meta.json and match its recorded size and sha256."""
+    def check(path: Path, meta: dict[str, Any], key: str | None = None) -> list[str]:
+        """What is wrong with the entry at `path` (empty when nothing): meta.json must match its
+        own checksum and record the key it is stored under (KEY, or the folder's name), a spec
+        it records must hash to that key, and every file of FILES must match its recorded size
+        and sha256."""
         problems = []
+        key = path.name if key is None else key
+        if meta.get("meta_sha256") != meta_checksum(meta):
+            problems.append("meta.json checksum differs (edited or damaged after it was written)"
+                            if "meta_sha256" in meta else "meta.json records no checksum of itself")
+        if meta.get("key") != key:
+            problems.append(f"meta.json records key {meta.get('key')}, the entry is fetched as {key}")
+        elif isinstance(meta.get("spec"), dict) and cell_key(meta["spec"]) != key:
+            problems.append(f"the spec meta.json records hashes to {cell_key(meta['spec'])}, not {key}")
         files = meta.get("files")
         if not isinstance(files, dict):
-            return ["meta.json records no files"]
+            return problems + ["meta.json records no files"]
         for name in FILES:
             rec = files.get(name)
             f = path / name
@@ -225,6 +438,8 @@ class Store:
         outputs: dict[str, torch.Tensor],
     ) -> Entry:
         final = self.path(kind, key)
+        if isinstance(meta.get("spec"), dict) and cell_key(meta["spec"]) != key:
+            raise ValueError(f"store.save: the spec hashes to {cell_key(meta['spec'])}, not to the key {key}")
         tmp = final.parent / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -233,8 +448,10 @@ class Store:
             save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / FILES[0])
             save_file({k: v.detach().cpu().contiguous() for k, v in outputs.items()}, tmp / FILES[1])
             files = {n: {"size": (tmp / n).stat().st_size, "sha256": _sha256(tmp / n)} for n in FILES}
+            record = json.loads(canonical_json({**meta, "key": key, "files": files}))  # as it reads back
+            record["meta_sha256"] = meta_checksum(record)
             with open(tmp / "meta.json", "w") as f:
-                f.write(json.dumps({**meta, "key": key, "files": files}, indent=1))
+                f.write(json.dumps(record, indent=1, allow_nan=True))
                 f.flush()
                 os.fsync(f.fileno())
             try:
@@ -245,12 +462,8 @@ class Store:
                 shutil.rmtree(tmp, ignore_errors=True)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(err, OSError) and err.errno in _WRITE_ERRNOS:
-                raise StoreWriteError(
-                    f"could not write store entry {final} ({os.strerror(err.errno)}); nothing was "
-                    f"stored for it and finished entries are intact: free space or fix permissions "
-                    f"under {self.root}, or set paths.store elsewhere, then rerun"
-                ) from err
+            if _write_error(err) is not None:
+                raise _store_write_error(err, final, self.root) from err
             raise
         return self.load(kind, key)
 
