@@ -245,7 +245,7 @@ def _positive(x) -> bool:
 def test_bench_tiny_runs_on_cpu(tmp_path):
     env = {**os.environ, "UNLEARNLAB_ROOT": str(tmp_path)}
     proc = subprocess.run(
-        [sys.executable, "-m", "unlearnlab.cli", "task=bench", "+bench.tiny=true", "logger=none",
+        [sys.executable, "-m", "unlearnlab.cli", "task=bench", "bench=tiny", "logger=none",
          f"paths.root={tmp_path}", "trainer=cpu"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
     )

@@ -16,13 +16,9 @@ Sections (all measured in one process, side by side):
    retrain and methods; best of R).
 5. device-hours of an N = 512 + 512 study, estimated from the rates above.
 
-Options, read from `cfg.bench` (absent from conf/config.yaml, so add them with `+bench.KEY=...`):
-`+bench.tiny=true` (seconds-long CPU smoke run), `+bench.repeats=K` (k of the best-of-k),
-`+bench.ratio_models=[small_cnn,fastnet]`, `+bench.throughput_models=[...]`,
-`+bench.ratio_images=N`, `+bench.batch_size=B`, `+bench.methods=[finetune,neggrad_plus,retrain]`,
-`+bench.method_repeats=R`, `+bench.audit_examples=5000`, `+bench.audit_models=512`,
-`+bench.n_study=512`, `+bench.channels_last=true|false`, `+bench.precisions=[32-true,bf16-mixed]`,
-`+bench.sections=[ratio,throughput,audit,methods]`, `+bench.threads=T` (CPU threads). Nothing
+Options are declared in conf/bench/default.yaml (null = the device's default), e.g.
+`bench=tiny` (seconds-long CPU smoke run), `bench.repeats=5`, `bench.sections=[ratio,audit]`,
+`bench.methods=[finetune,neggrad_plus,retrain]`, `bench.threads=1`. Nothing
 is logged to W&B; results go to the terminal and to bench.json in the output directory.
 """
 
@@ -97,7 +93,7 @@ def bench_options(cfg: DictConfig, device: torch.device) -> dict[str, Any]:
     unknown = set(given) - set(opts) - {"tiny"}
     if unknown:
         raise ConfigError(f"bench: unknown option(s) {sorted(unknown)}; known: {sorted(opts) + ['tiny']}")
-    opts.update(given)
+    opts.update({k: v for k, v in given.items() if v is not None})
     opts["tiny"] = tiny
     bad = set(opts["sections"]) - set(SECTIONS)
     if bad:
