@@ -13,11 +13,13 @@ beat the best rule found so far are skipped: the same maximum, in seconds on a C
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
 from unlearnlab.audits.base import AuditInput
+from unlearnlab.metrics import Metric
 
 EPSILON_CAP = 50.0
 RULES_PER_UNIT = 100
@@ -25,6 +27,8 @@ BUFFER = 2.0
 N_LEFT = int(np.ceil(2 * BUFFER * RULES_PER_UNIT))  # left ends per right end: 400
 BLOCK = 20  # window rules per pruning block along the left ends
 _BLOCK_ENDS = np.r_[np.arange(0, N_LEFT - 1, BLOCK), N_LEFT - 1]
+SUPER = 5  # blocks per super-block (first pruning pass)
+_SUPER_ENDS = _BLOCK_ENDS[::SUPER]
 
 
 def logit_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -110,25 +114,39 @@ class _Windows:
         return tp, fp
 
     def best(self, floor: float, bound: np.ndarray) -> float:
-        """Max ε over all windows, or `floor` if none beats it; skips blocks bounded by it."""
+        """Max ε over all windows, or `floor` if none beats it; skips blocks bounded by it.
+
+        Along a row l grows, so fn grows and fp shrinks: a run of left ends has fn ≥ fn at its
+        first and fp ≥ fp at its last. Pruned in two passes: super-blocks of SUPER blocks, then
+        the blocks inside the super-blocks that survive, then single rules."""
         rows = np.arange(len(self.starts))[:, None]
-        tp, fp = self.counts(rows, _BLOCK_ENDS[None, :])
+        tp, fp = self.counts(rows, _SUPER_ENDS[None, :])
         floor = max(floor, float(self.table[self.n - tp, fp].max()))
-        # Along a row l grows, so fn grows and fp shrinks: a block's fn ≥ fn at its first
-        # left end and fp ≥ fp at its last.
-        upper = bound[self.n - tp[:, :-1], fp[:, 1:]]
-        row, block = np.nonzero(upper > floor)
+        row, sup = np.nonzero(bound[self.n - tp[:, :-1], fp[:, 1:]] > floor)
         if len(row) == 0:
             return floor
-        j = np.minimum(_BLOCK_ENDS[block][:, None] + np.arange(1, BLOCK), N_LEFT - 1)
-        tp, fp = self.counts(row[:, None], j)
+        ends = sup[:, None] * SUPER + np.arange(SUPER + 1)  # indices into _BLOCK_ENDS
+        tp, fp = self.counts(row[:, None], _BLOCK_ENDS[ends])
+        floor = max(floor, float(self.table[self.n - tp, fp].max()))
+        keep, block = np.nonzero(bound[self.n - tp[:, :-1], fp[:, 1:]] > floor)
+        if len(keep) == 0:
+            return floor
+        j = np.minimum(_BLOCK_ENDS[ends[keep, block]][:, None] + np.arange(1, BLOCK), N_LEFT - 1)
+        tp, fp = self.counts(row[keep][:, None], j)
         return max(floor, float(self.table[self.n - tp, fp].max()))
 
 
-def _example_epsilon(retrain, unlearn, table, bound) -> float:
-    """ε_s of one forget example from its two samples of n confidences."""
+def _example_epsilon(retrain, unlearn, table, bound, max_epsilon: float | None = None,
+                     retrain_is_pos: bool | None = None) -> float:
+    """ε_s of one forget example from its two samples of n confidences.
+
+    With ``max_epsilon`` (F's cut-off ceil(ln(N−1))), only F's points are needed: 2^−⌊ε/0.5⌋
+    below the cut-off, 0 at or above it. The window search then stops at the cut-off and skips
+    every block that cannot reach the next half-unit, so the value returned lies in the same
+    half-unit (same points) as the exact ε, but may be below it."""
     n = len(retrain)
-    retrain_is_pos = np.median(retrain) > np.median(unlearn)  # ties: unlearned is pos
+    if retrain_is_pos is None:
+        retrain_is_pos = np.median(retrain) > np.median(unlearn)  # ties: unlearned is pos
     pos, neg = (retrain, unlearn) if retrain_is_pos else (unlearn, retrain)
     pos_range, neg_range = pos.max() - pos.min(), neg.max() - neg.min()
     largest, smallest = max(pos_range, neg_range), min(pos_range, neg_range)
@@ -140,10 +158,16 @@ def _example_epsilon(retrain, unlearn, table, bound) -> float:
     xs = values[order]
     cum_pos = np.r_[0, np.cumsum(order < n)]
     best = _threshold_max(xs, cum_pos, n, table)
+    floor = best
+    if max_epsilon is not None:
+        if best >= max_epsilon:
+            return min(EPSILON_CAP, best)
+        # only a window reaching the next half-unit changes the points
+        floor = max(best, 0.5 * (np.floor(max(best, 0.0) / 0.5) + 1) - 1e-9)
     narrow = pos
     if pos_range >= neg_range:  # window rules call the narrower sample pos (equal: swap)
         narrow, cum_pos = neg, np.arange(2 * n + 1) - cum_pos
-    best = _Windows(xs, cum_pos, narrow, n, table).best(best, bound)
+    best = _Windows(xs, cum_pos, narrow, n, table).best(floor, bound)
     # max with 0: official asserts when every rule is ignored (both samples one equal
     # constant, indistinguishable); ε = 0 there.
     return min(EPSILON_CAP, max(0.0, best))
@@ -179,8 +203,16 @@ def per_example_epsilon(
     retrain, unlearn = _checked(retrain_conf, unlearn_conf)
     table = _epsilon_table(retrain.shape[0], delta)
     bound = _suffix_max(table)
+    retrain_is_pos = np.median(retrain, axis=0) > np.median(unlearn, axis=0)  # ties: unlearned is pos
     retrain, unlearn = np.ascontiguousarray(retrain.T), np.ascontiguousarray(unlearn.T)
-    return np.array([_example_epsilon(r, u, table, bound) for r, u in zip(retrain, unlearn)])
+    return np.array([
+        _example_epsilon(r, u, table, bound, None, p) for r, u, p in zip(retrain, unlearn, retrain_is_pos)
+    ])
+
+
+def _points(eps: np.ndarray, n_models: int) -> np.ndarray:
+    max_epsilon = np.ceil(np.log(n_models - 1))
+    return np.where(eps < max_epsilon, 2.0 ** -np.floor(eps / 0.5), 0.0)
 
 
 def forgetting_quality(
@@ -190,9 +222,224 @@ def forgetting_quality(
     models can resolve no larger ε."""
     eps = per_example_epsilon(retrain_conf, unlearn_conf, delta)
     n_models = np.shape(unlearn_conf)[0]  # official: the unlearned side's count
-    max_epsilon = np.ceil(np.log(n_models - 1))
-    points = np.where(eps < max_epsilon, 2.0 ** -np.floor(eps / 0.5), 0.0)
-    return float(points.mean()), eps
+    return float(_points(eps, n_models).mean()), eps
+
+
+def quality(retrain_conf: np.ndarray, unlearn_conf: np.ndarray, delta: float = 1e-5) -> float:
+    """F alone, equal to ``forgetting_quality``'s, several times faster: each example's rule
+    search stops once its points are known (the permutation tests compute F thousands of times)."""
+    retrain, unlearn = _checked(retrain_conf, unlearn_conf)
+    n = retrain.shape[0]
+    table = _epsilon_table(n, delta)
+    bound = _suffix_max(table)
+    max_epsilon = float(np.ceil(np.log(n - 1)))
+    retrain_is_pos = np.median(retrain, axis=0) > np.median(unlearn, axis=0)  # ties: unlearned is pos
+    retrain, unlearn = np.ascontiguousarray(retrain.T), np.ascontiguousarray(unlearn.T)
+    eps = np.array([
+        _example_epsilon(r, u, table, bound, max_epsilon, p) for r, u, p in zip(retrain, unlearn, retrain_is_pos)
+    ])
+    return float(_points(eps, n).mean())
+
+
+# --------------------------------------------------------------------------------------------
+# Is F distinguishable from what exchangeable models score? (SPECS §5: permutation tests)
+
+N_PERMUTATIONS = 99  # p-value resolution 1/100; ~0.07 s per F at N = 16, 144 examples (see README)
+NULL_BAND = (0.05, 0.95)
+
+
+def _split_f(pooled: np.ndarray, perm: np.ndarray, n: int, delta: float) -> float:
+    return quality(pooled[perm[:n]], pooled[perm[n:]], delta)
+
+
+@dataclass(frozen=True)
+class PermutationTest:
+    """F of the observed labelling and F under K random relabellings of the 2N pooled models.
+
+    Under H0 (unlearned and retrained models are exchangeable) every relabelling is as likely as
+    the observed one, so F_null is F's distribution at this N for a perfect method, with no extra
+    training: the 5–95% band is what a perfect method scores here, the p-value how unusual the
+    observed F is among them. Small F = distinguishable, so the test is one-sided.
+    """
+
+    F: float
+    F_null: np.ndarray  # (K,)
+
+    @property
+    def n_permutations(self) -> int:
+        return int(len(self.F_null))
+
+    @property
+    def p_value(self) -> float:
+        """(1 + #{F_null ≤ F}) / (K + 1): exact (valid at every K) under H0; ties count against."""
+        return float((1 + np.sum(self.F_null <= self.F)) / (self.n_permutations + 1))
+
+    @property
+    def resolution(self) -> float:
+        """The smallest p-value K permutations can show: 1 / (K + 1)."""
+        return 1.0 / (self.n_permutations + 1)
+
+    def band(self, lo: float = NULL_BAND[0], hi: float = NULL_BAND[1]) -> tuple[float, float]:
+        """Quantiles of F under H0 (default 5% and 95%)."""
+        q = np.quantile(self.F_null, [lo, hi])
+        return float(q[0]), float(q[1])
+
+
+def _check_permutations(n_permutations: int) -> int:
+    if int(n_permutations) < 1:
+        raise ValueError(f"n_permutations={n_permutations} must be ≥ 1 (the p-value's resolution is 1/(K+1))")
+    return int(n_permutations)
+
+
+def permutation_test(
+    retrain_conf: np.ndarray, unlearn_conf: np.ndarray, n_permutations: int = N_PERMUTATIONS,
+    seed: int = 0, delta: float = 1e-5,
+) -> PermutationTest:
+    """F and its null distribution from K random splits of the pooled 2N models into two groups
+    of N (the models are the units: every example of a model moves with it)."""
+    retrain, unlearn = _checked(retrain_conf, unlearn_conf)
+    k = _check_permutations(n_permutations)
+    n = len(retrain)
+    F, _ = forgetting_quality(retrain, unlearn, delta)
+    pooled = np.concatenate([retrain, unlearn])
+    rng = np.random.default_rng(seed)
+    null = np.array([_split_f(pooled, rng.permutation(2 * n), n, delta) for _ in range(k)])
+    return PermutationTest(F, null)
+
+
+def indistinguishability_test(
+    retrain_conf: np.ndarray, unlearn_conf: np.ndarray, n_permutations: int = N_PERMUTATIONS,
+    seed: int = 0, delta: float = 1e-5,
+) -> tuple[float, float]:
+    """(F, p-value) of H0 "unlearned and retrained models are exchangeable"; inputs as
+    ``forgetting_quality``. p = (1 + #{F_null ≤ F}) / (K + 1); see ``permutation_test`` for the
+    null band."""
+    test = permutation_test(retrain_conf, unlearn_conf, n_permutations, seed, delta)
+    return test.F, test.p_value
+
+
+# --------------------------------------------------------------------------------------------
+# Method against method: are A and B exchangeable (against the same retrained models)?
+
+PAIR_STOP_AFTER = 10  # Besag–Clifford: stop a pair's permutations after this many exceedances
+
+
+def pair_test(
+    retrain_conf: np.ndarray, a_conf: np.ndarray, b_conf: np.ndarray, n_permutations: int,
+    seed: int = 0, delta: float = 1e-5, stop_after: int | None = PAIR_STOP_AFTER,
+) -> tuple[float, float, int]:
+    """(F_A − F_B, two-sided p-value, permutations run) of H0 "A's and B's unlearned models are
+    exchangeable", permuting the A/B labels of the 2N unlearned models; the retrained models
+    stay fixed. The null of F_A − F_B is symmetric (a swap negates it), hence |·|.
+
+    Sequential Monte Carlo p-value (Besag & Clifford 1991): stop after ``stop_after``
+    exceedances h at permutation l, p = h / l; else p = (1 + #exceedances) / (K + 1). Valid
+    either way; pairs that are plainly indistinguishable cost ~h / p permutations instead of K.
+    """
+    retrain, a = _checked(retrain_conf, a_conf)
+    _, b = _checked(retrain_conf, b_conf)
+    k = _check_permutations(n_permutations)
+    n = len(a)
+    F_a, F_b = quality(retrain, a, delta), quality(retrain, b, delta)
+    observed = abs(F_a - F_b)
+    pooled = np.concatenate([a, b])
+    rng = np.random.default_rng(seed)
+    exceed = 0
+    for run in range(1, k + 1):
+        perm = rng.permutation(2 * n)
+        d = quality(retrain, pooled[perm[:n]], delta) - quality(retrain, pooled[perm[n:]], delta)
+        exceed += abs(d) >= observed - 1e-12  # ties (F is a mean of powers of 2) count against
+        if stop_after is not None and exceed >= stop_after:
+            return F_a - F_b, exceed / run, run
+    return F_a - F_b, (1 + exceed) / (k + 1), k
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjustment of a symmetric matrix of pairwise p-values (each unordered pair
+    once; the diagonal stays 1). Controls the family-wise error rate over all pairs at any
+    dependence between the tests."""
+    p = np.asarray(p_values, dtype=float)
+    iu = np.triu_indices(len(p), 1)
+    raw = p[iu]
+    order = np.argsort(raw, kind="stable")
+    m = len(raw)
+    adjusted = np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * raw[order]))
+    out = np.ones_like(p)
+    out[iu] = adjusted
+    out[iu[::-1]] = adjusted
+    return out
+
+
+def permutations_for(n_pairs: int, alpha: float = 0.05) -> int:
+    """The smallest K at which Holm over n_pairs can still reject at alpha: 1/(K+1) ≤ alpha/n_pairs."""
+    return max(N_PERMUTATIONS, int(np.ceil(n_pairs / alpha)) - 1)
+
+
+@dataclass(frozen=True)
+class PairwiseTests:
+    """Every pair of methods tested against the same retrained models."""
+
+    names: tuple[str, ...]
+    F: np.ndarray  # (k,) each method's F
+    p_values: np.ndarray  # (k, k) raw two-sided p-values, symmetric, diagonal 1
+    n_run: np.ndarray  # (k, k) permutations run per pair (sequential stopping)
+
+    @property
+    def adjusted(self) -> np.ndarray:
+        """Holm-adjusted p-values (family: all pairs)."""
+        return holm(self.p_values)
+
+    def groups(self, alpha: float = 0.05) -> list[tuple[str, ...]]:
+        """Groups of methods not told apart at family-wise level alpha (Holm): the maximal sets
+        in which no pair is rejected. A method may sit in several groups (the relation is not
+        transitive), as in a compact letter display; ordered by the group's best F."""
+        return indistinguishable_groups(self.names, self.adjusted, alpha, self.F)
+
+
+def indistinguishable_groups(
+    names, adjusted_p: np.ndarray, alpha: float = 0.05, F: np.ndarray | None = None
+) -> list[tuple[str, ...]]:
+    """Maximal cliques of the graph "pair not rejected at alpha" over adjusted p-values; each
+    group's names sorted by F (highest first, when given), groups by their best member."""
+    import networkx as nx
+
+    names = list(names)
+    F = np.zeros(len(names)) if F is None else np.asarray(F, dtype=float)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(len(names)))
+    p = np.asarray(adjusted_p)
+    graph.add_edges_from((i, j) for i in range(len(names)) for j in range(i + 1, len(names)) if p[i, j] > alpha)
+    cliques = [sorted(c, key=lambda i: (-F[i], i)) for c in nx.find_cliques(graph)]
+    cliques.sort(key=lambda c: (-F[c[0]], c[0], len(c)))
+    return [tuple(names[i] for i in c) for c in cliques]
+
+
+def pairwise_tests(
+    retrain_conf: np.ndarray, unlearn_confs: dict[str, np.ndarray], n_permutations: int | None = None,
+    seed: int = 0, delta: float = 1e-5, alpha: float = 0.05, stop_after: int | None = PAIR_STOP_AFTER,
+) -> PairwiseTests:
+    """Method against method: pair_test for every pair of {name: (N, n_examples) confidences}
+    (same retrained models). n_permutations None: ``permutations_for`` the number of pairs, so
+    that Holm at alpha can reject. Pair (i, j) uses seed + a pair index: reproducible."""
+    names = tuple(unlearn_confs)
+    if len(names) < 2:
+        raise ValueError(f"method-vs-method tests need ≥ 2 methods, got {list(names)}")
+    k = len(names)
+    n_pairs = k * (k - 1) // 2
+    K = permutations_for(n_pairs, alpha) if n_permutations is None else _check_permutations(n_permutations)
+    retrain = np.asarray(retrain_conf, dtype=np.float64)
+    F = np.array([quality(retrain, unlearn_confs[m], delta) for m in names])
+    p, runs = np.ones((k, k)), np.zeros((k, k), dtype=int)
+    pair = 0
+    for i in range(k):
+        for j in range(i + 1, k):
+            _, p[i, j], runs[i, j] = pair_test(
+                retrain, unlearn_confs[names[i]], unlearn_confs[names[j]], K, seed + pair, delta, stop_after
+            )
+            p[j, i], runs[j, i] = p[i, j], runs[i, j]
+            pair += 1
+    return PairwiseTests(names, F, p, runs)
 
 
 def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
@@ -201,20 +448,40 @@ def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) ->
 
 
 class CompetitionAudit:
-    """The challenge's ε audit of the unlearned models against the retrained ones."""
+    """The challenge's ε audit of the unlearned models against the retrained ones, with the
+    permutation test of "unlearned and retrained are exchangeable" (its p-value and F's null band)."""
 
     name = "competition"
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("audit/F", "forgetting quality of the competition ε audit, mean of 2^−⌊ε/0.5⌋ over forget "
+               "examples; 0–1, higher is better; a perfect method scores inside audit/F_null_lo–hi",
+               goal="max", headline=True),
+        Metric("audit/F_null_lo", "5% quantile of F when unlearned and retrained models are exchangeable "
+               "(random relabellings of the 2N models): the low end of what a perfect method scores at this N",
+               headline=True),
+        Metric("audit/F_null_hi", "95% quantile of F under exchangeability: the high end of what a perfect "
+               "method scores at this N", headline=True),
+        Metric("audit/p_value", "permutation p-value of H0 'unlearned and retrained models are exchangeable' "
+               "(small F = distinguishable); < 0.05: told apart from retraining at this N; resolution "
+               "1/(n_permutations+1); a large p-value is no proof of equivalence", goal="max", headline=True),
+        Metric("audit/score", "competition score F × (RA_U/RA_R) × (TA_U/TA_R); higher is better",
+               goal="max", headline=True),
+        Metric("audit/eps_mean", "mean per-example ε of the competition audit (capped at 50); lower is better, "
+               "but ≈ 1.4–1.6 even for a perfect method at every N (a maximum over ~10^5 rules)",
+               goal="min", headline=True),
+        Metric("audit/eps", "per-example ε of the competition audit (forget examples)", array=True),
+    )
 
-    def __init__(self, delta: float = 1e-5):
-        self.delta = delta
+    def __init__(self, delta: float = 1e-5, n_permutations: int = N_PERMUTATIONS, seed: int = 0):
+        if int(n_permutations) < 0:
+            raise ValueError(f"audit.competition.n_permutations={n_permutations} must be ≥ 0 (0: no p-value)")
+        self.delta, self.n_permutations, self.seed = delta, int(n_permutations), int(seed)
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
         labels = inp.labels["forget"]
-        F, eps = forgetting_quality(
-            logit_scaled_confidence(inp.retrain.forget, labels),
-            logit_scaled_confidence(inp.unlearn.forget, labels),
-            self.delta,
-        )
+        retrain = logit_scaled_confidence(inp.retrain.forget, labels)
+        unlearn = logit_scaled_confidence(inp.unlearn.forget, labels)
+        F, eps = forgetting_quality(retrain, unlearn, self.delta)
         u, r = inp.unlearn.metrics, inp.retrain.metrics
         score = final_score(
             F,
@@ -223,12 +490,13 @@ class CompetitionAudit:
             np.mean(u["test/acc"]),
             np.mean(r["test/acc"]),
         )
-        return {
-            "audit/F": F,
-            "audit/score": score,
-            "audit/eps_mean": float(eps.mean()),
-            "audit/eps": eps,
-        }
+        out: dict[str, Any] = {"audit/F": F, "audit/score": score, "audit/eps_mean": float(eps.mean())}
+        if self.n_permutations:
+            test = permutation_test(retrain, unlearn, self.n_permutations, self.seed, self.delta)
+            lo, hi = test.band()
+            out.update({"audit/p_value": test.p_value, "audit/F_null_lo": lo, "audit/F_null_hi": hi})
+        out["audit/eps"] = eps
+        return out
 
 
 def benchmark(n_examples: int = 5000, n_models: int = 512, seed: int = 0) -> float:
