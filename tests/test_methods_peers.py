@@ -184,7 +184,7 @@ def test_scrub_max_step_raises_forget_kl(digits_data, trained_small_cnn):
     def kl() -> float:
         with torch.no_grad():
             was = method.model.training
-            out = float(kl_student_teacher(method.model.eval()(x), method.teacher.eval()(x), method.temperature))
+            out = float(kl_student_teacher(method.model.eval()(x), method.teacher()(x), method.temperature))
             method.model.train(was)
             return out
 
@@ -205,7 +205,7 @@ def test_bad_teacher_moves_forget_outputs_toward_random_teacher(digits_data, tra
 
     def kl_to_bad(model) -> float:
         with torch.no_grad():
-            p_bad = F.softmax(method.bad_teacher.eval()(x), 1)
+            p_bad = F.softmax(method.teacher("bad")(x), 1)
             return float(F.kl_div(F.log_softmax(model.eval()(x), 1), p_bad, reduction="batchmean"))
 
     before, after = kl_to_bad(model_from(trained_small_cnn)), kl_to_bad(method.model)

@@ -8,6 +8,7 @@ logged, and checked for NaN/inf, once per epoch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 import lightning as L
 import torch
@@ -53,7 +54,15 @@ class OptimSettings:
 
 
 class EpochMetrics(L.LightningModule):
-    """Accumulates named scalars on the device; logs their epoch means once, and stops on NaN."""
+    """Accumulates named scalars on the device; logs their epoch means once, and stops on NaN.
+
+    It also owns the train/eval modes of every fit. Lightning 2.x does not switch a module to
+    train mode when `fit` starts (it only warns), so a model left in eval mode by some scoring
+    pass would train with BatchNorm frozen. Here `on_fit_start` — which Lightning calls after
+    moving the module to its device and before the fit loop's eval-mode check — runs the
+    subclass's `before_fit`, then puts the whole module tree in train mode and every module
+    `frozen_modules` names (kept outside the tree) in eval mode. Subclasses may not override
+    `on_fit_start`, so no method can skip this."""
 
     phase = "train"
 
@@ -61,6 +70,29 @@ class EpochMetrics(L.LightningModule):
         super().__init__()
         self._sums: dict[str, torch.Tensor] = {}
         self._count = 0
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "on_fit_start" in vars(cls):
+            raise TypeError(
+                f"{cls.__name__} overrides on_fit_start, which sets the train/eval modes of every fit; "
+                "put fit-start work in before_fit() instead"
+            )
+
+    def frozen_modules(self) -> Iterable[nn.Module]:
+        """Modules that never train (frozen teachers): kept in eval mode during every fit."""
+        return ()
+
+    def before_fit(self) -> None:
+        """Fit-start work that needs the device (e.g. a saliency mask); modes are set after it."""
+
+    def on_fit_start(self) -> None:
+        for module in self.frozen_modules():
+            module.to(self.device)
+        self.before_fit()
+        self.train()
+        for module in self.frozen_modules():
+            module.eval()
 
     def track(self, **values: torch.Tensor) -> None:
         for name, v in values.items():

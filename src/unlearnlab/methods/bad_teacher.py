@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import TensorBatches, frozen_copy, generator
+from unlearnlab.methods._peer_utils import TensorBatches, generator
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.methods.retrain import reinitialise
 
@@ -32,11 +32,11 @@ class BadTeacher(UnlearningMethod):
             raise ConfigError(f"method: need temperature > 0 and retain_fraction in [0, 1] "
                               f"(got {temperature}, {retain_fraction})")
         self.temperature, self.retain_fraction = float(temperature), float(retain_fraction)
-        self.good_teacher = frozen_copy(model)
-        self.bad_teacher = frozen_copy(model)
+        self.add_teacher("good", model)
+        bad = self.add_teacher("bad", model)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(data.seed + 1)
-            reinitialise(self.bad_teacher)
+            reinitialise(bad)
 
     def _mixed_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         xf, _ = self.data.tensors("forget")
@@ -48,19 +48,14 @@ class BadTeacher(UnlearningMethod):
                                torch.zeros(n, dtype=torch.bool, device=x.device)])
         return x, is_forget
 
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self.good_teacher.eval()
-        self.bad_teacher.eval()
-
     def train_dataloader(self):
         return TensorBatches(self._mixed_set(), self.batch_size, self.data.seed, augment=self.augment)
 
     def teacher_probs(self, x: torch.Tensor, is_forget: torch.Tensor) -> torch.Tensor:
         t = self.temperature
         with torch.no_grad():
-            good = F.softmax(self.good_teacher(x) / t, dim=1)
-            bad = F.softmax(self.bad_teacher(x) / t, dim=1)
+            good = F.softmax(self.teacher("good")(x) / t, dim=1)
+            bad = F.softmax(self.teacher("bad")(x) / t, dim=1)
         return torch.where(is_forget.view(-1, 1), bad, good)
 
     def training_step(self, batch, batch_idx):

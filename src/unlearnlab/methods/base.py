@@ -7,7 +7,8 @@ It receives the original model (a copy it may change), the data parts it declare
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+import copy
+from typing import Callable, ClassVar, Iterable
 
 import lightning as L
 import torch
@@ -67,7 +68,13 @@ class MethodData:
 
 class UnlearningMethod(EpochMetrics):
     """Base of every method. Subclasses set `reads`, and define training_step and
-    train_dataloader; multi-phase methods override `run` with a documented sequence of fits."""
+    train_dataloader; multi-phase methods override `run` with a documented sequence of fits.
+
+    One teacher policy: a method that compares against a fixed network declares it with
+    `add_teacher(name, model)` — a frozen copy (no gradients) held outside the module tree, so
+    it is never trained, never saved with the model, never counted by Lightning's eval-mode
+    check; every fit moves it to the device and keeps it in eval mode, and puts `self.model`
+    in train mode (EpochMetrics.on_fit_start)."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
@@ -95,6 +102,25 @@ class UnlearningMethod(EpochMetrics):
         self.optim = OptimSettings(optimizer, float(lr), float(momentum), float(weight_decay), scheduler)
         self.augment = Augment(int(crop_padding), bool(flip))
         self.phase = "unlearn"
+        self._teachers: dict[str, nn.Module] = {}  # a plain dict: outside the module tree
+
+    def add_teacher(self, name: str, model: nn.Module) -> nn.Module:
+        """Declare a frozen teacher: a copy of `model` in eval mode without gradients; returns it."""
+        teacher = copy.deepcopy(model).eval()
+        teacher.requires_grad_(False)
+        self._teachers[name] = teacher
+        return teacher
+
+    def teacher(self, name: str = "teacher") -> nn.Module:
+        return self._teachers[name]
+
+    @property
+    def teachers(self) -> dict[str, nn.Module]:
+        """The declared frozen teachers, by name."""
+        return dict(self._teachers)
+
+    def frozen_modules(self) -> Iterable[nn.Module]:
+        return self._teachers.values()
 
     @classmethod
     def check_reads(cls) -> None:

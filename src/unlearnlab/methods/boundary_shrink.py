@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import TensorBatches, fgsm, frozen_copy
+from unlearnlab.methods._peer_utils import TensorBatches, fgsm
 from unlearnlab.methods.base import UnlearningMethod
 
 
@@ -31,35 +31,31 @@ class BoundaryShrink(UnlearningMethod):
         if bound < 0:
             raise ConfigError(f"method.bound={bound} must be ≥ 0")
         self.bound = float(bound)
-        self.probe = frozen_copy(model)
+        self.add_teacher("probe", model)
         self.adv_labels: torch.Tensor | None = None
         self.flip_rate: torch.Tensor | None = None
 
     def nearest_wrong_labels(self) -> None:
         if self.adv_labels is not None:
             return
-        self.probe.eval()
+        probe = self.teacher("probe").to(self.device)
         x, y = self.data.tensors("forget")
         x, y = x.to(self.device), y.to(self.device)
         mean, std = self.data.pixel_stats
         labels, flips = [], []
         for start in range(0, len(y), 512):
             xb, yb = x[start : start + 512], y[start : start + 512]
-            x_adv = fgsm(self.probe, xb, yb, self.bound, mean, std)
+            x_adv = fgsm(probe, xb, yb, self.bound, mean, std)
             with torch.no_grad():
-                logits = self.probe(x_adv)
+                logits = probe(x_adv)
             flips.append(logits.argmax(1) != yb)
             labels.append(logits.scatter(1, yb.view(-1, 1), float("-inf")).argmax(1))
         self.adv_labels = torch.cat(labels)
         self.flip_rate = torch.cat(flips).float().mean()
         self._forget_x = x
 
-    def on_fit_start(self) -> None:
+    def before_fit(self) -> None:
         self.nearest_wrong_labels()
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self.probe.eval()
 
     def train_dataloader(self):
         self.nearest_wrong_labels()

@@ -25,7 +25,6 @@ from unlearnlab.errors import ConfigError
 from unlearnlab.methods._challenge_utils import (
     classifier,
     default_init,
-    FrozenTeacher,
     generator,
     is_projection_shortcut,
     weight_layers,
@@ -33,7 +32,7 @@ from unlearnlab.methods._challenge_utils import (
 from unlearnlab.methods.base import UnlearningMethod
 
 
-class CyclicReinitMSE(FrozenTeacher, UnlearningMethod):
+class CyclicReinitMSE(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, cycles: int = 3, min_ratio: float = 0.1, max_ratio: float = 0.3,
@@ -43,7 +42,7 @@ class CyclicReinitMSE(FrozenTeacher, UnlearningMethod):
             raise ConfigError(f"method.cycles={cycles} must be ≥ 1 and 0 ≤ min_ratio ≤ max_ratio ≤ 1")
         self.cycles, self.min_ratio, self.max_ratio = int(cycles), float(min_ratio), float(max_ratio)
         self.noise_std = float(noise_std)
-        self.keep_teacher(model)
+        self.add_teacher("teacher", model)
         self.cycle = 0
         self.reinit_counts: list[dict[str, int]] = []  # per cycle: layer -> entries re-initialised
 
@@ -84,7 +83,7 @@ class CyclicReinitMSE(FrozenTeacher, UnlearningMethod):
         gen.manual_seed(self.data.seed * 1_000_003 + self.cycle * 100_003 + self.current_epoch * 10_007 + batch_idx)
         x = x + self.noise_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         with torch.no_grad():
-            target = self.teacher(x)
+            target = self.teacher()(x)
         loss = F.mse_loss(self.model(x), target)
         self.track(mse=loss)
         return loss

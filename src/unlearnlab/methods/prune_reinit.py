@@ -18,18 +18,18 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import default_init, entropy, FrozenTeacher, weight_layers
+from unlearnlab.methods._challenge_utils import default_init, entropy, weight_layers
 from unlearnlab.methods.base import UnlearningMethod
 
 
-class PruneReinit(FrozenTeacher, UnlearningMethod):
+class PruneReinit(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, prune_amount: float = 0.99, class_weight_power: float = -0.1,
                  **hparams) -> None:
         super().__init__(model, data, **hparams)
         self.prune_amount, self.class_weight_power = float(prune_amount), float(class_weight_power)
-        self.keep_teacher(model)
+        self.add_teacher("teacher", model)
         self.reset_fraction = 0.0
 
     @torch.no_grad()
@@ -70,7 +70,7 @@ class PruneReinit(FrozenTeacher, UnlearningMethod):
         x, y = batch
         out = self.model(x)
         with torch.no_grad():
-            h_orig = entropy(self.teacher(x))
+            h_orig = entropy(self.teacher()(x))
         ce = F.cross_entropy(out, y, weight=self.class_weights.to(out.device))
         ent = F.mse_loss(entropy(out), h_orig)
         loss = ce + ent

@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import classifier, first_layer, FrozenTeacher, reset_layer
+from unlearnlab.methods._challenge_utils import classifier, first_layer, reset_layer
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.training import OptimSettings
 
@@ -29,7 +29,7 @@ def kl_to_teacher(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tor
     return F.kl_div(F.log_softmax(student / t, dim=1), F.softmax(teacher / t, dim=1), reduction="batchmean")
 
 
-class ResetDistill(FrozenTeacher, UnlearningMethod):
+class ResetDistill(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain", "val"})
 
     def __init__(self, model, data, warmup_epochs: int = 3, warmup_lr: float = 9e-4,
@@ -37,7 +37,7 @@ class ResetDistill(FrozenTeacher, UnlearningMethod):
         super().__init__(model, data, **hparams)
         self.warmup_epochs, self.warmup_lr = int(warmup_epochs), float(warmup_lr)
         self.temperature = float(temperature)
-        self.keep_teacher(model)
+        self.add_teacher("teacher", model)
         self.reset_layers: list[str] = []
 
     def run(self, make_trainer) -> None:
@@ -61,7 +61,7 @@ class ResetDistill(FrozenTeacher, UnlearningMethod):
         x, y = batch
         out = self.model(x)
         with torch.no_grad():
-            t_out = self.teacher(x)
+            t_out = self.teacher()(x)
         kl = kl_to_teacher(out, t_out, self.temperature)
         if self.phase == "warmup":
             self.track(kl=kl)

@@ -54,7 +54,7 @@ class SalUn(RandomLabel):
             start += g.numel()
         return mask
 
-    def on_fit_start(self) -> None:
+    def before_fit(self) -> None:
         if self.mask is None:
             self.mask = self.saliency_mask()
             self._theta0 = {n: p.detach().clone() for n, p in self.model.named_parameters()}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import frozen_copy, kl_student_teacher
+from unlearnlab.methods._peer_utils import kl_student_teacher
 from unlearnlab.methods.base import UnlearningMethod
 
 PHASES = ("max", "min")
@@ -35,7 +35,7 @@ class Scrub(UnlearningMethod):
                               f"(got {msteps}, {forget_batch_size}, {temperature})")
         self.msteps, self.temperature = int(msteps), float(temperature)
         self.gamma, self.alpha, self.forget_batch_size = float(gamma), float(alpha), int(forget_batch_size)
-        self.teacher = frozen_copy(model)
+        self.add_teacher("teacher", model)
         self.round = 0
         self._optim = None
 
@@ -52,10 +52,6 @@ class Scrub(UnlearningMethod):
         self.phase, self.round = phase, int(round_)
         make_trainer(max_epochs=1, phase=phase).fit(self)
 
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        self.teacher.eval()
-
     def train_dataloader(self):
         if self.phase == "max":
             return self.data.batches("forget", self.forget_batch_size, augment=self.augment,
@@ -66,7 +62,7 @@ class Scrub(UnlearningMethod):
         x, y = batch
         logits = self.model(x)
         with torch.no_grad():
-            teacher_logits = self.teacher(x)
+            teacher_logits = self.teacher()(x)
         kl = kl_student_teacher(logits, teacher_logits, self.temperature)
         if self.phase == "max":
             self.track(loss=-kl, kl_forget=kl)
