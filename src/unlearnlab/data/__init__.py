@@ -25,13 +25,14 @@ class StudyData:
     def __post_init__(self) -> None:
         if not self.parts:
             s, sp = self.source, self.split
+            y = s.train_y if sp.train_labels is None else sp.train_labels  # the given labels
             self.parts = {
-                "train": (s.train_x, s.train_y),
-                "forget": (s.train_x[sp.forget], s.train_y[sp.forget]),
-                "retain": (s.train_x[sp.retain], s.train_y[sp.retain]),
+                "train": (s.train_x, y),
+                "forget": (s.train_x[sp.forget], y[sp.forget]),
+                "retain": (s.train_x[sp.retain], y[sp.retain]),
                 "val": (s.test_x[sp.val], s.test_y[sp.val]),
                 "test": (s.test_x[sp.test], s.test_y[sp.test]),
-                "retain_sample": (s.train_x[sp.retain_sample], s.train_y[sp.retain_sample]),
+                "retain_sample": (s.train_x[sp.retain_sample], y[sp.retain_sample]),
             }
         c = self.source.train_x.shape[1]
         self.mean = torch.tensor(self.source.mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)

@@ -1,7 +1,8 @@
 """Forget sets: which training examples a user asks the model to forget.
 
 A split is a pure function of the source and its config (and the split seed), so every cell of
-a study, in any process, sees the same forget / retain / validation / test indices.
+a study, in any process, sees the same forget / retain / validation / test indices — and, for
+`kind: mislabeled`, the same replaced labels.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ class Split:
     val: torch.Tensor
     test: torch.Tensor
     retain_sample: torch.Tensor  # fixed retain subsample of |test| examples, for MIA audits
+    # The labels the train part carries, when the split changes some (kind `mislabeled`); the
+    # original trains on these and forget/acc and the audits measure them. None: the source's.
+    train_labels: torch.Tensor | None = None
 
 
 def make_split(source: Source, cfg) -> Split:
@@ -46,7 +50,9 @@ def make_split(source: Source, cfg) -> Split:
     rng = np.random.default_rng(cfg.seed + 1)
     retain_sample = np.sort(rng.choice(retain, size=min(len(retain), len(test)), replace=False))
     as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.int64))  # noqa: E731
-    return Split(as_t(forget), as_t(retain), as_t(val), as_t(test), as_t(retain_sample))
+    labels = _relabel(source, forget, cfg.seed) if kind == "mislabeled" else None
+    return Split(as_t(forget), as_t(retain), as_t(val), as_t(test), as_t(retain_sample),
+                 None if labels is None else as_t(labels))
 
 
 def _val_test(m: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +71,18 @@ def _random(source: Source, cfg) -> np.ndarray:
     n = len(source.train_y)
     k = max(1, int(round(frac * n)))
     return np.random.default_rng(cfg.seed).choice(n, size=k, replace=False)
+
+
+def _relabel(source: Source, forget: np.ndarray, seed: int) -> np.ndarray:
+    """Train labels with each forget example's label replaced by another class, drawn uniformly
+    (a mislabeled-data removal scenario: the user asks to forget the examples labelled wrongly)."""
+    n_classes = len(source.classes)
+    if n_classes < 2:
+        raise ConfigError(f"split kind 'mislabeled' needs at least 2 classes, {source.name} has {n_classes}")
+    labels = source.train_y.numpy().copy()
+    shift = np.random.default_rng([int(seed), 1]).integers(1, n_classes, size=len(forget))
+    labels[forget] = (labels[forget] + shift) % n_classes
+    return labels
 
 
 def _classes(source: Source, cfg) -> np.ndarray:
@@ -109,4 +127,7 @@ def _groups(source: Source, cfg) -> np.ndarray:
     return np.flatnonzero(np.isin(groups, subjects[:n_subjects]))
 
 
-_FORGET_SETS = {"random": _random, "class": _classes, "index_file": _index_file, "group": _groups}
+_FORGET_SETS = {
+    "random": _random, "class": _classes, "index_file": _index_file, "group": _groups,
+    "mislabeled": _random,  # a random fraction, whose labels _relabel then replaces
+}
