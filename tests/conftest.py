@@ -86,3 +86,14 @@ def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):
     method = instantiate(cfg, model=model, data=MethodData(digits_data, cls.reads, seed, name))
     method.run(make_trainer)
     return method
+
+
+def unlearnlab_inprocess(out: Path, *overrides: str):
+    """`unlearnlab OVERRIDES` in this process (no ~8 s interpreter start-up), output dir OUT.
+    Returns the task's return value; errors propagate as their exception types."""
+    from hydra import initialize_config_dir
+
+    from unlearnlab.tasks import run_composed
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return run_composed(list(overrides), out)

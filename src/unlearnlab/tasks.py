@@ -6,6 +6,7 @@ import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from omegaconf import DictConfig
 from rich.console import Console
@@ -53,6 +54,32 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
+
+
+def run_composed(overrides: list[str], output_dir: Path, config_name: str = "config"):
+    """Run `unlearnlab OVERRIDES` in this process with its output dir at OUTPUT_DIR.
+
+    Hydra must be initialised (inside a multirun, or `hydra.initialize_config_dir`); its global
+    state is restored afterwards. The end-of-sweep audit and the in-process tests use this.
+    """
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(output_dir.resolve())
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        task_cfg = cfg.copy()
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        return run_task(task_cfg)
+    finally:
+        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
 
 
 def run_task(cfg: DictConfig):
