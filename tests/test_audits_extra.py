@@ -14,7 +14,7 @@ from unlearnlab.audits.competition import logit_scaled_confidence
 from unlearnlab.audits.base import AuditInput, ModelOutputs
 from unlearnlab.audits.mia_kit import KitMIAAudit, kit_mia_accuracy
 from unlearnlab.audits.mia_svc import SVCMIAAudit, mia_efficacy
-from unlearnlab.audits.one_run import OneRunAudit, eps_lower_bound, one_run_audit
+from unlearnlab.audits.one_run import OneRunAudit, eps_lower_bound, max_eps_lower_bound, one_run_audit
 from unlearnlab.audits.ulira import ULiRAAudit, ulira
 
 
@@ -66,6 +66,13 @@ def test_kit_mia_chance_on_identical_losses_and_one_on_separated():
     assert apart == pytest.approx(1.0)
 
 
+def test_kit_mia_balances_classes_when_test_is_larger():
+    """digits: 144 forget vs 180 test losses; unbalanced, chance would be 180/324 ≈ 0.556."""
+    rng = np.random.default_rng(1)
+    accs = [kit_mia_accuracy(rng.exponential(1, 144), rng.exponential(1, 180), random_state=s) for s in range(20)]
+    assert abs(np.mean(accs) - 0.5) < 0.03
+
+
 def test_kit_mia_uses_the_kits_sklearn_settings(monkeypatch):
     seen = {}
     real_split, real_cvs = mia_kit.StratifiedShuffleSplit, mia_kit.cross_val_score
@@ -91,6 +98,10 @@ def test_kit_mia_uses_the_kits_sklearn_settings(monkeypatch):
     members = seen["x"][seen["y"] == 1, 0]
     assert len(set(members)) == 100 and set(members) <= set(forget)
     np.testing.assert_array_equal(seen["x"][seen["y"] == 0, 0], test)
+    # fewer forget than test losses: the test losses are cut to the forget size
+    kit_mia_accuracy(test, forget)
+    assert seen["x"].shape == (200, 1) and seen["y"].sum() == 100
+    assert set(seen["x"][seen["y"] == 0, 0]) <= set(forget) and len(set(seen["x"][seen["y"] == 0, 0])) == 100
 
 
 # SVC MIA-efficacy -------------------------------------------------------------------------
@@ -175,6 +186,15 @@ def test_one_run_small_when_identical_large_when_separated():
     # 64 held-out models, guesses on the 32 most confident, all right -> ≈ 2.32
     assert (apart["guesses"], apart["correct"]) == (32, 32)
     assert apart["eps_lower_bound"] > 2
+    assert apart["eps_max"] == pytest.approx(apart["eps_lower_bound"])  # all right: the maximum
+
+
+def test_one_run_maximum_and_vacuous_below_five_guesses():
+    assert max_eps_lower_bound(4) == 0.0  # 0.5^4 > 0.05: nothing provable
+    assert max_eps_lower_bound(5) > 0 and max_eps_lower_bound(8) == pytest.approx(0.789, abs=1e-3)
+    r, u = conf_pair(3.0)
+    out = one_run_audit(r[:4], u[:4])  # 2 + 2 targets, 2 guesses
+    assert out["eps_max"] == 0.0 and out["eps_lower_bound"] == 0.0
 
 
 # registry classes on logits ---------------------------------------------------------------
@@ -206,7 +226,7 @@ def tiny_input(memorised: float) -> AuditInput:
         (ULiRAAudit(), {"audit/ulira_acc", "audit/ulira_auc", "audit/ulira_tpr@1%",
                         "audit/ulira_tpr@0.1%"}),
         (OneRunAudit(), {"audit/eps_lower_bound", "audit/one_run_guesses",
-                         "audit/one_run_correct"}),
+                         "audit/one_run_correct", "audit/one_run_eps_max"}),
     ],
 )
 def test_registry_classes_return_python_floats(audit, keys):
@@ -227,3 +247,21 @@ def test_registry_classes_see_memorisation():
     assert run["audit/one_run_correct"] == run["audit/one_run_guesses"] == 4.0
     clean = ULiRAAudit()(tiny_input(memorised=0.0))
     assert abs(clean["audit/ulira_auc"] - 0.5) < 0.15
+
+
+def test_every_returned_metric_is_declared():
+    from unlearnlab.audits.competition import CompetitionAudit
+    from unlearnlab.audits.lower_bound import LowerBoundAudit
+
+    inp = tiny_input(memorised=4.0)
+    accs = {"retain/acc": np.ones(8), "test/acc": np.ones(8)}
+    inp = AuditInput(inp.labels, ModelOutputs(inp.retrain.forget, inp.retrain.test, inp.retrain.retain, accs),
+                     ModelOutputs(inp.unlearn.forget, inp.unlearn.test, inp.unlearn.retain, accs))
+    for audit in (KitMIAAudit(), SVCMIAAudit(), ULiRAAudit(), OneRunAudit(), CompetitionAudit(n_permutations=9),
+                  LowerBoundAudit()):
+        declared = {m.name: m for m in audit.metrics}
+        out = audit(inp)
+        assert set(out) == set(declared), type(audit).__name__
+        for name, value in out.items():
+            assert declared[name].array == (np.ndim(value) > 0), name
+            assert declared[name].help and declared[name].group

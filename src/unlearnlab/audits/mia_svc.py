@@ -5,13 +5,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.svm import SVC
 
 from unlearnlab.audits._features import true_class_prob
 from unlearnlab.audits.base import AuditInput
+from unlearnlab.metrics import Metric
 
 
 def mia_efficacy(retain_py: np.ndarray, test_py: np.ndarray, forget_py: np.ndarray) -> float:
@@ -31,6 +32,12 @@ class SVCMIAAudit:
     """MIA-efficacy averaged over the unlearned models, and over the retrained ones (reference)."""
 
     name = "mia_svc"
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("audit/mia_efficacy", "SalUn MIA-efficacy: share of forget examples an SVC on p_y calls non-member; "
+               "ideal ≈ audit/mia_efficacy_retrain", group="Membership inference"),
+        Metric("audit/mia_efficacy_retrain", "MIA-efficacy of the retrained models (the reference)",
+               group="Membership inference"),
+    )
 
     def _mean_efficacy(self, outputs, labels) -> float:
         retain, test, forget = (

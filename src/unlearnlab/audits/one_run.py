@@ -2,11 +2,17 @@
 2023, "Privacy auditing with one (1) training run" (their Theorem with δ = 0): if a mechanism is
 ε-DP with respect to each hidden fair coin, the number v of correct guesses among r is
 stochastically dominated by Binom(r, e^ε/(1+e^ε)).
+
+What it can show is capped by r: with every guess right the bound is ``max_eps_lower_bound(r)``
+(reported as audit/one_run_eps_max; 0.79 with the 8 guesses of an N = 16 study). Below r = 5
+guesses even a perfect auditor proves nothing (0.5^5 > 0.05 fails): the audit is vacuous and
+says so. For a bound with a stated (ε, δ) meaning use the ``lower_bound`` audit.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.optimize import bisect
@@ -16,6 +22,9 @@ from scipy.stats import binom
 from unlearnlab.audits.competition import logit_scaled_confidence
 from unlearnlab.audits.base import AuditInput
 from unlearnlab.audits.ulira import log_likelihood_ratio, split_halves
+from unlearnlab.metrics import Metric
+
+log = logging.getLogger(__name__)
 
 
 def eps_lower_bound(r: int, v: int, p_value: float = 0.05) -> float:
@@ -31,6 +40,11 @@ def eps_lower_bound(r: int, v: int, p_value: float = 0.05) -> float:
         return 0.0
     # q = expit(50) rounds to 1 - 2e-22, where β = 1 for any v <= r.
     return float(bisect(excess, 0.0, 50.0, xtol=1e-9))
+
+
+def max_eps_lower_bound(r: int, p_value: float = 0.05) -> float:
+    """The largest bound r guesses can give (all correct): 0 means the audit is vacuous."""
+    return eps_lower_bound(r, r, p_value)
 
 
 def one_run_audit(
@@ -65,13 +79,24 @@ def one_run_audit(
     r = max(1, round(guess_fraction * len(score)))
     chosen = np.argsort(-np.abs(score), kind="stable")[:r]
     v = int(((score[chosen] > 0) == is_unlearned[chosen]).sum())
-    return {"eps_lower_bound": eps_lower_bound(r, v, p_value), "guesses": r, "correct": v}
+    return {"eps_lower_bound": eps_lower_bound(r, v, p_value), "guesses": r, "correct": v,
+            "eps_max": max_eps_lower_bound(r, p_value)}
 
 
 class OneRunAudit:
     """ε lower bound from the auditor's guesses on held-out unlearned / retrained models."""
 
     name = "one_run"
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("audit/eps_lower_bound", "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% "
+               "confidence) from guesses on held-out models; ideal 0; at most audit/one_run_eps_max",
+               group="One-run ε lower bound", goal="min"),
+        Metric("audit/one_run_eps_max", "the largest bound these guesses could show (all correct); 0: the audit "
+               "is vacuous at this N", group="One-run ε lower bound"),
+        Metric("audit/one_run_guesses", "number of guesses the one-run auditor made (target models)",
+               group="One-run ε lower bound"),
+        Metric("audit/one_run_correct", "number of those guesses that were correct", group="One-run ε lower bound"),
+    )
 
     def __init__(
         self,
@@ -95,8 +120,12 @@ class OneRunAudit:
             p_value=self.p_value,
             min_std=self.min_std,
         )
+        if out["eps_max"] == 0.0:
+            log.warning("one_run: %d guesses can prove no ε > 0 even if all are right (vacuous); "
+                        "raise n_models (5 guesses need n_models ≥ 10 at guess_fraction 0.5)", out["guesses"])
         return {
             "audit/eps_lower_bound": float(out["eps_lower_bound"]),
+            "audit/one_run_eps_max": float(out["eps_max"]),
             "audit/one_run_guesses": float(out["guesses"]),
             "audit/one_run_correct": float(out["correct"]),
         }

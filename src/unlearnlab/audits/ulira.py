@@ -4,11 +4,17 @@ false sense of privacy"): a per-example likelihood-ratio test of "unlearned" vs 
 Each side's models are split into shadows, from which the attacker fits one Gaussian per forget
 example to the logit-scaled confidence of unlearned and of retrained models, and held-out
 targets, which the attacker must label.
+
+Adapted to the competition's game: every unlearned model here starts from the *same* original
+model and the forget set is fixed, so the shadows are this study's own models. The paper trains a
+separate original per shadow (on data with the target examples randomly in or out), so its
+attacker averages over originals; this one conditions on the study's single original. Numbers are
+therefore not comparable with the paper's.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.stats import norm
@@ -16,6 +22,7 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
 from unlearnlab.audits.competition import logit_scaled_confidence
 from unlearnlab.audits.base import AuditInput
+from unlearnlab.metrics import Metric
 
 
 def split_halves(n_models: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +96,15 @@ class ULiRAAudit:
     """U-LiRA on the forget set's logit-scaled confidence."""
 
     name = "ulira"
+    metrics: ClassVar[tuple[Metric, ...]] = (
+        Metric("audit/ulira_acc", "U-LiRA balanced accuracy telling unlearned from retrained models; ideal 0.5",
+               group="U-LiRA", goal="min"),
+        Metric("audit/ulira_auc", "U-LiRA ROC AUC; ideal 0.5", group="U-LiRA", goal="min"),
+        Metric("audit/ulira_tpr@1%", "U-LiRA true-positive rate at false-positive rate ≤ 1%; ideal ≈ 0.01",
+               group="U-LiRA", goal="min"),
+        Metric("audit/ulira_tpr@0.1%", "U-LiRA true-positive rate at false-positive rate ≤ 0.1%; ideal ≈ 0.001",
+               group="U-LiRA", goal="min"),
+    )
 
     def __init__(self, seed: int = 0, min_std: float = 1e-3, per_example: bool = True):
         self.seed = seed
