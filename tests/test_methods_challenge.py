@@ -74,7 +74,7 @@ def test_reads_are_enforced(name, digits_data, trained_small_cnn, monkeypatch):
 
 
 def test_prune_reinit_resets_99_percent(digits_data, trained_small_cnn):
-    from unlearnlab.methods._challenge_utils import weight_layers
+    from unlearnlab.methods.helpers import weight_layers
 
     m = run_method("prune_reinit", digits_data, trained_small_cnn, epochs=0)
     total = changed = 0
@@ -184,7 +184,7 @@ def test_cyclic_reinit_mse_skips_projection_shortcuts(digits_data):
 
 
 def test_kl_uniform_adversarial_raises_forget_entropy(digits_data, trained_small_cnn):
-    from unlearnlab.methods._challenge_utils import entropy
+    from unlearnlab.methods.helpers import entropy
     from unlearnlab.models.small_cnn import SmallCNN
 
     x = MethodData(digits_data, frozenset({"forget"}), 0, "test").tensors("forget")[0]

@@ -175,7 +175,7 @@ def test_salun_mask_is_the_top_forget_gradients(digits_data, trained_small_cnn):
 
 
 def test_scrub_max_step_raises_forget_kl(digits_data, trained_small_cnn):
-    from unlearnlab.methods._peer_utils import kl_student_teacher
+    from unlearnlab.methods.helpers import kl_student_teacher
     from unlearnlab.data.loader import normalise
 
     method = build("scrub", digits_data, trained_small_cnn, epochs=1, msteps=1, forget_batch_size=32, lr=0.01)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import TensorBatches, generator
+from unlearnlab.methods.helpers import TensorBatches, generator
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.methods.retrain import reinitialise
 
@@ -42,7 +42,7 @@ class BadTeacher(UnlearningMethod):
         xf, _ = self.data.tensors("forget")
         xr, _ = self.data.tensors("retain")
         n = int(round(self.retain_fraction * len(xr)))
-        pick = torch.randperm(len(xr), generator=generator(xr.device, self.data.seed + 2), device=xr.device)[:n]
+        pick = torch.randperm(len(xr), generator=generator(self.data.seed + 2, xr.device), device=xr.device)[:n]
         x = torch.cat([xf, xr[pick]])
         is_forget = torch.cat([torch.ones(len(xf), dtype=torch.bool, device=x.device),
                                torch.zeros(n, dtype=torch.bool, device=x.device)])

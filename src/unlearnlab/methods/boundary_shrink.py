@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import TensorBatches, fgsm
+from unlearnlab.methods.helpers import TensorBatches, fgsm
 from unlearnlab.methods.base import UnlearningMethod
 
 

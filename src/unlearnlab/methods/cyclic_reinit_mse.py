@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._challenge_utils import (
+from unlearnlab.methods.helpers import (
     classifier,
     default_init,
     generator,

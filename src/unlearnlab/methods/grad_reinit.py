@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unlearnlab.methods._challenge_utils import generator
+from unlearnlab.methods.helpers import generator
 from unlearnlab.methods.finetune import Finetune
 from unlearnlab.training import OptimSettings
 

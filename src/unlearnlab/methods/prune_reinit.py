@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import default_init, entropy, weight_layers
+from unlearnlab.methods.helpers import default_init, entropy, weight_layers
 from unlearnlab.methods.base import UnlearningMethod
 
 

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 import torch.nn.functional as F
 
-from unlearnlab.methods._peer_utils import generator, wrong_labels
+from unlearnlab.methods.helpers import generator, wrong_labels
 from unlearnlab.methods.base import UnlearningMethod
 
 
@@ -31,7 +31,7 @@ class ForgetThenRetain:
         gen = None
         for x, y in self.forget:
             if gen is None:
-                gen = generator(y.device, self.seed * 100_003 + self.epoch + 7)
+                gen = generator(self.seed * 100_003 + self.epoch + 7, y.device)
             yield x, wrong_labels(y, self.num_classes, gen), True
         self.epoch += 1
         for x, y in self.retain:

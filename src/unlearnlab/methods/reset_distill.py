@@ -20,7 +20,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from unlearnlab.methods._challenge_utils import classifier, first_layer, reset_layer
+from unlearnlab.methods.helpers import classifier, first_layer, reset_layer
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.training import OptimSettings
 

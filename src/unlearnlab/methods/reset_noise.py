@@ -18,7 +18,7 @@ from typing import ClassVar
 
 import torch
 
-from unlearnlab.methods._challenge_utils import classifier, generator, reset_layer, weight_layers
+from unlearnlab.methods.helpers import classifier, generator, reset_layer, weight_layers
 from unlearnlab.methods.finetune import Finetune
 
 

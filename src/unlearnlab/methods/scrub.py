@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._peer_utils import kl_student_teacher
+from unlearnlab.methods.helpers import kl_student_teacher
 from unlearnlab.methods.base import UnlearningMethod
 
 PHASES = ("max", "min")

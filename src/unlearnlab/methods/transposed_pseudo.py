@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import CombinedLoader
 from torch import nn
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods._challenge_utils import TensorBatches, generator
+from unlearnlab.methods.helpers import TensorBatches, generator
 from unlearnlab.methods.base import UnlearningMethod
 
 BRANCHES = ("auto", "transpose", "pseudo")
@@ -73,7 +73,7 @@ class TransposedPseudo(UnlearningMethod):
         keep = (pred != y) & (conf >= self.confidence)
         self.n_pseudo = int(keep.sum())
         if self.n_pseudo:
-            self._pseudo = TensorBatches(x[keep], pred[keep], self.batch_size, self.data.seed + 1)
+            self._pseudo = TensorBatches((x[keep], pred[keep]), self.batch_size, self.data.seed + 1)
 
     def run(self, make_trainer) -> None:
         if self.branch == "transpose":
