@@ -176,3 +176,40 @@ def test_image_folder_errors(tmp_path):
     bad.write_text("file,label\nimg_0000.png,\n")
     with pytest.raises(ValueError, match="bad.csv.*bad label"):
         load_source("image_folder", root=str(tmp_path), csv=str(bad))
+
+
+# ------------------------------------------------------------------- generated
+
+
+def test_fake_cifar10_shapes_determinism_and_stats():
+    a = load_source("fake_cifar10", n_train=500, n_test=200)
+    assert_well_formed(a, 10, (3, 32, 32))
+    assert (len(a.train_x), len(a.test_x)) == (500, 200)
+    assert torch.equal(torch.bincount(a.train_y), torch.full((10,), 50))
+    assert (a.mean, a.std) == (CIFAR_MEAN, CIFAR_STD) and a.classes[0] == "airplane"
+    assert int(a.train_x.min()) == 0 and int(a.train_x.max()) == 255  # the whole uint8 range is used
+    b = load_source("fake_cifar10", n_train=500, n_test=200)
+    c = load_source("fake_cifar10", n_train=500, n_test=200, seed=1)
+    for f in ("train_x", "train_y", "test_x", "test_y"):
+        assert torch.equal(getattr(a, f), getattr(b, f))
+    assert not torch.equal(a.train_x, c.train_x)
+    # the test images do not depend on the train size
+    assert torch.equal(load_source("fake_cifar10", n_train=100, n_test=200).test_x, a.test_x)
+
+
+def test_fake_cifar10_is_learnable_but_not_trivial():
+    """A logistic regression on 4x4-pooled pixels: far above chance (0.1), below perfect."""
+    from sklearn.linear_model import LogisticRegression
+
+    src = load_source("fake_cifar10", n_train=2000, n_test=1000)
+    pooled = lambda x: torch.nn.functional.avg_pool2d(x.float() / 255, 4).flatten(1).numpy()  # noqa: E731
+    clf = LogisticRegression(max_iter=500).fit(pooled(src.train_x), src.train_y.numpy())
+    acc = clf.score(pooled(src.test_x), src.test_y.numpy())
+    assert 0.5 < acc < 0.97, acc
+
+
+def test_fake_cifar10_size_is_checked():
+    from unlearnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="dataset.n_train=3 must be ≥ 10"):
+        load_source("fake_cifar10", n_train=3)
