@@ -41,6 +41,14 @@ CORE = (
            goal="max", headline=True),
 )
 ACCURACIES = ("retain/acc", "forget/acc", "test/acc")
+# The framework's verdict on a certified method (study.certificate_check), beside its cert/* metrics.
+VERDICT = (
+    Metric("cert/verdict", "the certificate against the audit's ε lower bound: 'violated' only when audit/eps_lb "
+           "exceeds cert/epsilon; 'not testable at this N' when even audit/eps_lb_max cannot; else 'consistent' "
+           "(not contradicted, which does not prove it)", group="Certified removal"),
+    Metric("cert/n_needed", "models per side at which audit/eps_lb_max would exceed the certificate (when not "
+           "testable at this N)", group="Certified removal"),
+)
 
 class Catalogue:
     """The declared metrics of one study: core + its audits' + its methods'."""
@@ -55,7 +63,7 @@ class Catalogue:
         declared: list[Metric] = []
         for a in audits:
             declared += list(getattr(a, "metrics", ()))
-        declared += list(CORE)
+        declared += list(CORE) + list(VERDICT)
         for m in methods:
             declared += list(getattr(m, "metrics", ()))
         return cls(declared)

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab import plots
 from unlearnlab.metrics import Catalogue
-from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows
+from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows, pairwise_rows, pairwise_summary
 
 PLOTS_DIR = "plots"
 
@@ -216,6 +216,13 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         legend = [f"`{c}`: {catalogue.help(c)}" for c in table[0] if c != "method" and catalogue.help(c)]
         if legend:
             doc.add("list", legend)
+    if matrix := pairwise_rows(results):
+        doc.add("h2", "Which methods differ")
+        doc.add("p", pairwise_summary(results))
+        doc.add("table", matrix)
+        doc.add("p", "Each cell: the Holm-adjusted p-value of H0 \"the two methods' unlearned models are "
+                     "exchangeable\" (statistic F_A − F_B, against the same retrained models). A small p says "
+                     "this N tells them apart; a large one says it cannot, not that they are equal.")
     for section in ("Trade-off", "Accuracies", "Per-example ε"):
         chosen = [f for f in figures if f[1] == section]
         if not chosen:

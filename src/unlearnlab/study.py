@@ -19,6 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from unlearnlab.audits.base import AuditInput, ModelOutputs
+from unlearnlab.audits.competition import logit_scaled_confidence, pairwise_tests
+from unlearnlab.audits.lower_bound import certificate_verdict
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
 from unlearnlab.metrics import ACCURACIES, Catalogue
@@ -137,6 +139,8 @@ class Study:
             for k in sorted(set(unlearned[0].metrics) - set(row) - {"val/acc"}):
                 row[k] = _mean(unlearned, k)  # what the method reports itself, e.g. cert/epsilon
             rows[name] = row
+        for name, row in rows.items():
+            row.update(certificate_check(row, cfg, n))
         present = {k for row in rows.values() for k in row}
         ordered = [k for k in metrics.by_name if k in present] + sorted(present - set(metrics.by_name))
         return {
@@ -146,6 +150,7 @@ class Study:
             "reference": {name: planner.reference_of(name) for name in rows},
             "retrain": {k: _mean(retrained, k) for k in (*ACCURACIES, "cost/seconds")},
             "metrics": {k: metrics.get(k).as_dict() for k in ordered},
+            "pairwise": method_vs_method(cfg, labels["forget"], reference[RETRAIN][1], outputs, planner),
             "_arrays": arrays,
         }
 
@@ -153,6 +158,36 @@ class Study:
         cells = self.planner.cells()
         done = self.run_cells(cells) if compute else self.fetch_cells(cells)
         return self.audit(done)
+
+
+def method_vs_method(cfg, labels, retrained: ModelOutputs, outputs: dict[str, ModelOutputs], planner) -> dict | None:
+    """Which methods this N tells apart: permutation tests of F_A − F_B over every pair audited
+    against the retrained models (Holm-adjusted), and the groups no test separates."""
+    competition = (cfg.audit or {}).get("competition")
+    names = [m for m in outputs if planner.reference_of(m) == RETRAIN]
+    if competition is None or int(competition.get("n_permutations", 0)) == 0 or len(names) < 2:
+        return None
+    conf = {m: logit_scaled_confidence(outputs[m].forget, labels) for m in names}
+    alpha = 0.05
+    tests = pairwise_tests(logit_scaled_confidence(retrained.forget, labels), conf, seed=int(competition.seed),
+                           delta=float(competition.delta), alpha=alpha)
+    return {
+        "methods": list(tests.names), "F": tests.F.tolist(), "p_adjusted": tests.adjusted.tolist(),
+        "alpha": alpha, "n_permutations": int(tests.n_run.max()), "groups": [list(g) for g in tests.groups(alpha)],
+    }
+
+
+def certificate_check(row: dict[str, float], cfg, n: int) -> dict[str, Any]:
+    """A certified method's ε against the audit's lower bound: violated only when the bound
+    exceeds the certificate; not testable when no outcome at this N could exceed it."""
+    bound = (cfg.audit or {}).get("lower_bound")
+    if "cert/epsilon" not in row or "audit/eps_lb" not in row or bound is None:
+        return {}
+    verdict, needed = certificate_verdict(
+        row["audit/eps_lb"], row["audit/eps_lb_max"], row["cert/epsilon"], n,
+        delta=float(bound.delta), level=float(bound.level), rule_fraction=float(bound.rule_fraction),
+    )
+    return {"cert/verdict": verdict, **({"cert/n_needed": float(needed)} if needed is not None else {})}
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:

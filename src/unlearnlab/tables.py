@@ -54,9 +54,32 @@ def rich_table(title: str, rows: list[dict[str, Any]]) -> Table:
     return table
 
 
+def pairwise_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The method-vs-method p-values (Holm-adjusted) as a matrix, one row per method."""
+    pw = results.get("pairwise")
+    if not pw:
+        return []
+    names, p = pw["methods"], pw["p_adjusted"]
+    return [{"method": a, **{b: (None if a == b else p[i][j]) for j, b in enumerate(names)}} for i, a in enumerate(names)]
+
+
+def pairwise_summary(results: dict[str, Any]) -> str | None:
+    """One sentence: which methods this N cannot tell apart."""
+    pw = results.get("pairwise")
+    if not pw:
+        return None
+    groups = "; ".join("{" + ", ".join(g) + "}" for g in pw["groups"])
+    return (f"Methods not told apart at N = {results['n_models']} (permutation tests of F_A − F_B, "
+            f"Holm-adjusted, family-wise α = {pw['alpha']}): {groups}. A method in no group with another "
+            "differs from every other method.")
+
+
 def print_results(console: Console, results: dict[str, Any]) -> None:
-    """The headline table (titled with the study and N), then one small table per further group."""
+    """The headline table (titled with the study and N), one small table per further group, and
+    which methods this N tells apart."""
     for title, rows in grouped_rows(results):
         if title == HEADLINE:
             title = f"{results['study']}  (N = {results['n_models']} models per method)"
         console.print(rich_table(title, rows))
+    if summary := pairwise_summary(results):
+        console.print(summary)
