@@ -1,7 +1,18 @@
-"""The `unlearnlab` command: compose the Hydra config, run one task. Thin on purpose."""
+"""The `unlearnlab` command: compose the Hydra config, check it, run one task. Thin on purpose.
+
+Two things happen around Hydra:
+
+- every config Hydra composes (the run's, a multirun's, each sweep job's) goes through
+  `checks.check_config` before Hydra acts on it: before it configures logging from it,
+  instantiates its callbacks, launcher or sweeper, or starts the task. Hydra has no hook for
+  that, so `install_config_check` wraps its config loader's `load_configuration`;
+- errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
+  ONE_LINE_ERRORS); anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -20,20 +31,80 @@ def config_dir() -> str:
     raise FileNotFoundError(f"unlearnlab's conf/ not found beside {here}; reinstall the package")
 
 
+def one_line_errors() -> tuple[type[BaseException], ...]:
+    """Exception types whose message is the whole story for the user:
+
+    - ConfigError (StoreWriteError, LockTimeoutError included): bad input or a refusing disk;
+    - DivergedError: the loss became NaN/inf (names class, phase, epoch; the fix is the lr);
+    - CorruptEntryError: a damaged store entry (names the entry and task=verify);
+    - FileNotFoundError: a file or folder the config names is not there;
+    - Lightning's MisconfigurationException: Lightning refusing a Trainer setting;
+    - OmegaConf's MissingMandatoryValue: a `???` value left unset.
+    A plain ValueError/TypeError/RuntimeError stays a traceback: it may be a bug.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from omegaconf.errors import MissingMandatoryValue
+
+    from unlearnlab.store import CorruptEntryError
+    from unlearnlab.training import DivergedError
+
+    return (ConfigError, DivergedError, CorruptEntryError, FileNotFoundError, MisconfigurationException,
+            MissingMandatoryValue)
+
+
+def fail(err: BaseException) -> None:
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def app(cfg: DictConfig) -> float | None:
-    from unlearnlab.store import CorruptEntryError
     from unlearnlab.tasks import run_task
-    from unlearnlab.training import DivergedError
 
     try:
         return run_task(cfg)
-    except (ConfigError, DivergedError, CorruptEntryError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except one_line_errors() as err:
+        fail(err)
+        return None
+
+
+def install_config_check() -> None:
+    """Check every config Hydra composes (with its `hydra` node) before Hydra uses it."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    load = ConfigLoaderImpl.load_configuration
+    if getattr(load, "_unlearnlab_checked", False):
+        return
+
+    @functools.wraps(load)
+    def checked(self, *args, **kwargs):
+        from unlearnlab.checks import check_config
+
+        cfg = load(self, *args, **kwargs)
+        try:
+            check_config(cfg)
+        except ConfigError as err:
+            fail(err)
+        return cfg
+
+    checked._unlearnlab_checked = True  # type: ignore[attr-defined]
+    ConfigLoaderImpl.load_configuration = checked  # type: ignore[method-assign]
+
+
+def _inspecting(argv: list[str]) -> bool:
+    """--cfg/--help/--info/--shell-completion show a config, they do not run it: no checks."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        args, _ = get_args_parser().parse_known_args(argv)
+    except SystemExit:
+        return True  # Hydra reports the bad arguments itself
+    return bool(args.cfg or args.help or args.hydra_help or args.info or args.shell_completion)
 
 
 def main() -> None:
+    if not _inspecting(sys.argv[1:]):
+        install_config_check()
     app()
 
 

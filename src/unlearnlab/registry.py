@@ -1,34 +1,159 @@
-"""Hydra instantiation restricted to code we trust.
+"""Hydra instantiation restricted to the code a config is meant to name.
 
 A config is input too: a `_target_` may name any importable callable, so a shared or
-downloaded config could run arbitrary code. Only these prefixes are instantiated.
+downloaded config could run arbitrary code. Every `_target_` passes two checks, before
+anything is built:
+
+1. its dotted name starts with a package listed in RULES, so nothing else is even imported;
+2. the name is resolved the way Hydra resolves it (Hydra's `_locate`, through module
+   attributes), and the object it reaches must be *defined* in that package (`__module__`) and
+   be what the package is allowed for: an unlearning method, model or audit class of
+   unlearnlab, a listed model builder, a torch.optim optimiser or scheduler, a torchvision
+   dataset class or registered model builder, a Hydra launcher or sweeper, an Optuna sampler,
+   unlearnlab's Hydra callback. So `unlearnlab.methods.finetune.torch.save` (a function
+   imported into an allowed module) and `torchvision.datasets.utils.download_url` (a utility
+   defined there) are refused.
+
+`check_targets` walks a whole config (lists too); `checks.check_config` runs it over the composed
+config, `hydra.*` included, and cli.py runs that before Hydra instantiates anything.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import hydra.utils
-from omegaconf import DictConfig, OmegaConf
+from hydra._internal.utils import _locate  # what hydra.utils.instantiate resolves a _target_ with
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unlearnlab.errors import ConfigError
 
-ALLOWED_TARGET_PREFIXES = (
-    "unlearnlab.",
-    "torch.optim.",
-    "torchvision.datasets.",
-    "torchvision.models.",
+# Model builders that are functions, not classes (a class needs no listing).
+MODEL_BUILDERS = frozenset({"unlearnlab.models.resnet.resnet18", "unlearnlab.models.resnet.resnet18_cifar"})
+
+
+def _subclass(obj: Any, base: Callable[[], type | tuple[type, ...]]) -> bool:
+    return isinstance(obj, type) and issubclass(obj, base())
+
+
+def _is_method(obj: Any) -> bool:
+    from unlearnlab.methods.base import UnlearningMethod
+
+    return _subclass(obj, lambda: UnlearningMethod)
+
+
+def _is_model(obj: Any) -> bool:
+    import torch.nn
+
+    return _subclass(obj, lambda: torch.nn.Module) or _qualname(obj) in MODEL_BUILDERS
+
+
+def _is_audit(obj: Any) -> bool:
+    """A class whose instances are called on an AuditInput (audits follow audits.base.Audit)."""
+    return isinstance(obj, type) and any("__call__" in k.__dict__ for k in obj.__mro__[:-1])
+
+
+def _is_optim(obj: Any) -> bool:
+    import torch.optim
+
+    return _subclass(obj, lambda: (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
+
+
+def _is_dataset(obj: Any) -> bool:
+    import torch.utils.data
+
+    return _subclass(obj, lambda: torch.utils.data.Dataset)
+
+
+def _is_tv_model(obj: Any) -> bool:
+    import torch.nn
+    import torchvision.models
+
+    builders = {_qualname(torchvision.models.get_model_builder(n)) for n in torchvision.models.list_models()}
+    return _subclass(obj, lambda: torch.nn.Module) or _qualname(obj) in builders
+
+
+def _is_hydra_plugin(obj: Any) -> bool:
+    from hydra.plugins.launcher import Launcher
+    from hydra.plugins.sweeper import Sweeper
+
+    return _subclass(obj, lambda: (Launcher, Sweeper))
+
+
+def _is_sampler(obj: Any) -> bool:
+    import optuna.samplers
+
+    return _subclass(obj, lambda: optuna.samplers.BaseSampler)
+
+
+def _is_callback(obj: Any) -> bool:
+    from hydra.experimental.callback import Callback
+
+    return _subclass(obj, lambda: Callback)
+
+
+@dataclass(frozen=True)
+class Rule:
+    prefix: str  # the dotted name must start with it, and the object must be defined under it
+    what: str  # for messages
+    accept: Callable[[Any], bool]
+
+
+RULES = (
+    Rule("unlearnlab.methods.", "an UnlearningMethod class", _is_method),
+    Rule("unlearnlab.models.", "a model class (or a builder listed in registry.MODEL_BUILDERS)", _is_model),
+    Rule("unlearnlab.audits.", "an audit class", _is_audit),
+    Rule("unlearnlab.sweep.", "unlearnlab's Hydra callback", _is_callback),
+    Rule("torch.optim.", "an optimiser or LR scheduler class", _is_optim),
+    Rule("torchvision.datasets.", "a dataset class", _is_dataset),
+    Rule("torchvision.models.", "a model class or registered model builder", _is_tv_model),
+    Rule("hydra_plugins.", "a Hydra launcher or sweeper class", _is_hydra_plugin),
+    Rule("hydra._internal.core_plugins.", "a Hydra launcher or sweeper class", _is_hydra_plugin),
+    Rule("optuna.samplers.", "an Optuna sampler class", _is_sampler),
 )
+ALLOWED = "unlearnlab methods/models/audits, torch.optim, torchvision datasets/models, Hydra launchers/sweepers"
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+
+
+@functools.lru_cache(maxsize=None)
+def target_problem(target: str) -> str | None:
+    """Why TARGET may not be instantiated, or None when it may."""
+    rule = next((r for r in RULES if target.startswith(r.prefix)), None)
+    if rule is None:
+        return f"it is outside the allowed packages ({ALLOWED})"
+    try:
+        obj = _locate(target)
+    except Exception as err:  # noqa: BLE001 - any failure to resolve is a refusal
+        cause = err.__cause__ or err
+        return f"it cannot be imported ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+    module = getattr(obj, "__module__", None) or ""
+    if not (module + ".").startswith(rule.prefix):
+        return f"it resolves to {_qualname(obj)}, which is not defined in {rule.prefix.rstrip('.')}"
+    if not rule.accept(obj):
+        kind = "class" if isinstance(obj, type) else "function" if inspect.isfunction(obj) else type(obj).__name__
+        return f"it resolves to the {kind} {_qualname(obj)}, not {rule.what}"
+    return None
 
 
 def check_targets(node: Any, where: str = "config") -> None:
+    """Refuse any `_target_` in NODE (a config or plain container, resolved or not) that the
+    rules do not allow. An interpolated `_target_` is refused: the name must be readable as it is."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        node = OmegaConf.to_container(node, resolve=False)
     if isinstance(node, dict):
         target = node.get("_target_")
-        if target is not None and not str(target).startswith(ALLOWED_TARGET_PREFIXES):
-            raise ConfigError(
-                f"{where}: _target_ {target!r} is not allowed; use a class under "
-                + ", ".join(p.rstrip(".") for p in ALLOWED_TARGET_PREFIXES)
-            )
+        if target is not None:
+            if not isinstance(target, str) or "${" in target:
+                raise ConfigError(f"{where}: _target_ {target!r} must be a plain dotted name, not an interpolation")
+            why = target_problem(target)
+            if why is not None:
+                raise ConfigError(f"{where}: _target_ {target!r} is not allowed: {why}")
         for key, value in node.items():
             check_targets(value, f"{where}.{key}")
     elif isinstance(node, list):
@@ -36,45 +161,17 @@ def check_targets(node: Any, where: str = "config") -> None:
             check_targets(value, f"{where}[{i}]")
 
 
-def _numbers(node: Any, where: str) -> None:
-    """Hyperparameters every recipe and method shares: learning rates, epochs, batch sizes."""
-    if not isinstance(node, dict):
-        return
-    for key, value in node.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            continue
-        name = f"{where}.{key}"
-        if key == "lr" or key.endswith("_lr"):
-            if not (value >= 0 and value != float("inf")):
-                raise ConfigError(f"{name}={value} must be a finite number ≥ 0, e.g. {name}=0.01")
-        elif key == "epochs" or key.endswith("_epochs"):
-            if value < 0:
-                raise ConfigError(f"{name}={value} must be ≥ 0")
-        elif key == "batch_size" or key.endswith("_batch_size"):
-            if value < 1:
-                raise ConfigError(f"{name}={value} must be ≥ 1")
-        elif key == "weight_decay" and value < 0:
-            raise ConfigError(f"{name}={value} must be ≥ 0")
+def target_object(target: str, where: str) -> Any:
+    """The allowed object a `_target_` names (checked first)."""
+    check_targets({"_target_": target}, where)
+    return _locate(target)
 
 
 def check_config(cfg: DictConfig | dict) -> None:
-    """Refuse, before any work starts, a config that names code outside the allowlist or holds
-    an out-of-range study size, recipe or method hyperparameter. One ConfigError, one line."""
-    plain = OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
-    plain.pop("hydra", None)
-    check_targets(plain)
-    n = plain.get("n_models")
-    if isinstance(n, int) and not isinstance(n, bool) and n < 2:
-        raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
+    """Kept for callers of the old entry point: every start-up check is in checks.check_config."""
+    from unlearnlab.checks import check_config as check_all  # checks imports this module
 
-    def resolved(key: str) -> Any:  # only the parts checked here (paths need Hydra's runtime)
-        node = cfg.get(key)
-        return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
-
-    _numbers(resolved("train"), "train")
-    _numbers(resolved("method"), "method")
-    for name, mcfg in (resolved("methods") or {}).items():
-        _numbers(mcfg, f"methods.{name}")
+    check_all(cfg)
 
 
 def instantiate(cfg: DictConfig | dict, where: str = "config", **kwargs: Any) -> Any:

@@ -1,5 +1,7 @@
 """`unlearnlab task=verify`: check every store entry against the sizes and checksums recorded
-when it was written, list what is broken, change nothing. Exit status 1 if anything is broken."""
+when it was written (meta.json's own included) and the key it records, list what is broken,
+change nothing. Exit status 1 if anything is broken; a store folder that does not exist is an
+error (exit 2), not an empty store."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
+from unlearnlab.errors import ConfigError
 from unlearnlab.store import FILES, RESERVED, STALE_TMP_SECONDS, Store, _read_meta
 
 
@@ -29,8 +32,6 @@ def scan(store: Store) -> tuple[int, list[dict[str, Any]], list[Path]]:
             checked += 1
             meta = _read_meta(path)
             problems = store.check(path, meta) if isinstance(meta, dict) else [meta]
-            if isinstance(meta, dict) and meta.get("key") not in (None, path.name):
-                problems.append(f"meta.json records key {meta.get('key')}, the folder is {path.name}")
             if not problems:
                 problems = _readable(path)
             if problems:
@@ -54,6 +55,11 @@ def _readable(path: Path) -> list[str]:
 
 def verify_task(cfg: DictConfig) -> int:
     store = Store(cfg.paths.store)
+    if not store.root.is_dir():
+        raise ConfigError(
+            f"paths.store={store.root} does not exist, so there is nothing to verify; "
+            f"check the path (or paths.root) the study ran with"
+        )
     console = Console()
     checked, broken, leftovers = scan(store)
     if broken:

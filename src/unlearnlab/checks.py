@@ -1,0 +1,400 @@
+"""Start-up checks: everything a config can get wrong that is knowable before any data is loaded
+or any model trained, each refused with one ConfigError line that names the fix.
+
+`check_config(cfg)` is the one entry. The CLI runs it on every config Hydra composes, before
+Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py), and
+`tasks.run_task` runs it again on the job's config. It checks:
+
+- code: every `_target_`, `hydra.*` included (registry.check_targets); Hydra's logging config
+  (no factories, known handler classes, log files only in the run's output folder), the
+  environment variables `hydra.job.env_set` may set;
+- paths and names: `paths.*` not empty, `paths.store` not a file; config values that become
+  folder names (`errors.safe_name`);
+- sizes: n_models, and every epochs / batch size / learning rate / weight decay of the recipe
+  and of every method (the one place these are checked);
+- Lightning: trainer keys bound to `lightning.Trainer.__init__`'s signature, precision by
+  Lightning's own parser;
+- arguments: each method's, audit's and the model's config keys bound to its class signature
+  (`method.lrr=0.1` fails here, not after the original and N retrained models have trained);
+- fit: a method that declares the model kinds it applies to (`model_kinds`) against the
+  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import math
+import re
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from unlearnlab.errors import ConfigError, safe_name
+from unlearnlab.registry import check_targets, target_object
+from unlearnlab.store import check_root
+
+# Keys of a method config the framework reads (plan.FRAMEWORK_KEYS); the class never sees them.
+METHOD_FRAMEWORK_KEYS = ("name", "reference")
+MODEL_FRAMEWORK_KEYS = ("name", "channels_last", "compile")  # models.SWITCHES + name
+TRAINER_SET_PER_FIT = ("max_epochs", "logger")  # cells.trainer_factory passes these itself
+AUDITING_TASKS = ("study", "audit", "cell")
+# Until the classes declare it themselves (`model_kinds` on the method, `model_kind` on the
+# model), these are declared here, looked up along the class's MRO by qualified name.
+MODEL_KINDS_DECLARED_HERE: dict[str, frozenset[str]] = {
+    "unlearnlab.methods.newton.ClosedFormRemoval": frozenset({"logreg"}),  # newton, noisy_newton, descent_to_delete
+    "unlearnlab.methods.newton.ExactRetrain": frozenset({"logreg"}),
+}
+MODEL_KIND_DECLARED_HERE: dict[str, str] = {"unlearnlab.models.logreg.LogisticRegression": "logreg"}
+DEFAULT_MODEL_KIND = "network"
+
+# Environment variables a config may set through hydra.job.env_set (anything else, e.g.
+# LD_PRELOAD or PYTHONPATH, would change what code runs in this or a child process).
+ENV_SET_ALLOWED = re.compile(r"(OMP|MKL|OPENBLAS|NUMEXPR|VECLIB_MAXIMUM)_NUM_THREADS|CUDA_VISIBLE_DEVICES|WANDB_(MODE|SILENT)")
+LOG_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter",
+                         "colorlog.ColoredFormatter"})
+LOG_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
+LOG_FILE_PREFIXES = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse, before any work, a config that cannot run as meant. One ConfigError, one line."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_node = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
+    for key in cfg:
+        if key != "hydra":
+            check_targets(cfg.get(key), f"config.{key}")
+    if hydra_node is not None:
+        check_hydra(hydra_node)
+    view = _Resolver(cfg, strict=HydraConfig.initialized() and "hydra" not in cfg)
+    check_missing(cfg)
+    check_paths(view)
+    check_names(cfg, view)
+    check_sizes(view)
+    check_trainer(view.get("trainer"))
+    methods = method_configs(view)
+    model_obj = check_model(view.get("model"))
+    for where, mcfg in methods.items():
+        check_method(where, mcfg, model_obj, view.get("model") or {})
+    check_audits(view, str(view.get("task") or "study"))
+
+
+class _Resolver:
+    """Resolved top-level nodes of a config. While Hydra is still composing, `${hydra:...}`
+    cannot resolve yet: such a node is skipped (strict=False), to be checked again by the task."""
+
+    def __init__(self, cfg: DictConfig, strict: bool) -> None:
+        self.cfg, self.strict = cfg, strict
+
+    def get(self, key: str) -> Any:
+        try:
+            node = OmegaConf.select(self.cfg, key, throw_on_missing=False)
+            return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        except OmegaConfBaseException as err:
+            if self.strict:
+                raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
+            return None
+
+
+# -- code ------------------------------------------------------------------------------------
+def check_hydra(h: DictConfig) -> None:
+    """Hydra's own nodes, which Hydra acts on before the app runs."""
+    check_targets(h, "hydra")
+    for part in ("hydra_logging", "job_logging"):
+        node = OmegaConf.to_container(h.get(part), resolve=False) if h.get(part) is not None else None
+        _check_logging(node, f"hydra.{part}")
+    env = h.job.get("env_set") if h.get("job") is not None else None
+    for name in env or ():
+        if not ENV_SET_ALLOWED.fullmatch(str(name)):
+            raise ConfigError(
+                f"hydra.job.env_set.{name} is refused: a config may set only thread counts, CUDA_VISIBLE_DEVICES "
+                f"and WANDB_MODE/WANDB_SILENT; set {name} in your shell if you mean it"
+            )
+    if h.get("job") is not None and h.job.get("name") is not None:
+        safe_name(h.job.name, "hydra.job.name")
+    if h.get("output_subdir") is not None:
+        safe_name(h.output_subdir, "hydra.output_subdir")
+
+
+def _check_logging(node: Any, where: str) -> None:
+    """logging.config.dictConfig calls whatever a `()` or `class` key names and opens any file a
+    handler names: only known classes, standard streams, and files in the run's output folder."""
+    if isinstance(node, list):
+        for i, v in enumerate(node):
+            _check_logging(v, f"{where}[{i}]")
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        here = f"{where}.{key}"
+        if key == "()":
+            raise ConfigError(f"{here}: logging factories ('()') are refused; use class: logging.StreamHandler or logging.FileHandler")
+        if key == "class" and value not in LOG_CLASSES:
+            raise ConfigError(f"{here}={value} is refused; use one of {sorted(LOG_CLASSES)}")
+        if isinstance(value, str) and value.startswith("ext://") and value not in LOG_STREAMS:
+            raise ConfigError(f"{here}={value} is refused; use ext://sys.stdout or ext://sys.stderr")
+        if key == "filename" and not (isinstance(value, str) and value.startswith(LOG_FILE_PREFIXES)
+                                      and ".." not in value[len("${hydra.runtime.output_dir}"):]):
+            raise ConfigError(f"{here}={value} is refused: job logs go in the run's folder, e.g. "
+                              f"{here}=${{hydra.runtime.output_dir}}/${{hydra.job.name}}.log")
+        _check_logging(value, here)
+
+
+def check_missing(cfg: DictConfig) -> None:
+    """A `???` value nobody set (e.g. split.path of split=index_file); nothing is resolved."""
+    missing = [k for k in _missing(cfg, "") if not k.startswith("hydra.")]
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value (???); set it, e.g. {missing[0]}=VALUE")
+
+
+def _missing(node: Any, prefix: str) -> list[str]:
+    if not isinstance(node, DictConfig):
+        return []
+    out = []
+    for key in node:
+        if OmegaConf.is_missing(node, key):
+            out.append(f"{prefix}{key}")
+        elif not OmegaConf.is_interpolation(node, key):
+            out += _missing(node._get_node(key), f"{prefix}{key}.")
+    return out
+
+
+# -- paths and names -------------------------------------------------------------------------
+def check_paths(view: _Resolver) -> None:
+    """paths.root/data/store set (an empty one would put files in the current or top folder),
+    paths.store not a file."""
+    if not isinstance(view.cfg.get("paths"), DictConfig):
+        return
+    raw = OmegaConf.to_container(view.cfg.paths, resolve=False)
+    for key in ("root", "data", "store"):
+        if key not in raw:
+            continue
+        value = view.get(f"paths.{key}")  # None while Hydra is composing and it needs ${hydra:...}
+        if raw[key] is None or not str(raw[key]).strip() or (value is not None and not str(value).strip()):
+            raise ConfigError(f"paths.{key} is empty; set paths.{key}=DIR" + (" (or UNLEARNLAB_ROOT)" if key == "root" else ""))
+        if key == "store" and value is not None:
+            check_root(value)
+
+
+def check_names(cfg: DictConfig, view: _Resolver) -> None:
+    """Config values that become folder or file names (store, runs, logger folders, labels)."""
+    method = view.get("method")
+    if isinstance(method, dict) and "name" in method:
+        safe_name(method["name"], "method.name")
+    for name, mcfg in (view.get("methods") or {}).items():
+        safe_name(name, f"methods.{name}")
+        if isinstance(mcfg, dict) and "name" in mcfg:
+            safe_name(mcfg["name"], f"methods.{name}.name")
+    for name in view.get("audit") or {}:
+        safe_name(name, f"audit.{name}")
+    study = view.get("study_name")
+    if study is not None:
+        safe_name(study, "study_name")
+
+
+# -- sizes -----------------------------------------------------------------------------------
+def _number(value: Any) -> Any:
+    """'0.5' and 0.5 alike, as the store's keys see them."""
+    from unlearnlab.store import normalise
+
+    return normalise(value)
+
+
+def check_sizes(view: _Resolver) -> None:
+    """n_models, and the recipe's and every method's epochs, batch sizes, learning rates and
+    weight decay: the one place these are range-checked."""
+    n = _number(view.get("n_models"))
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
+        raise ConfigError(f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models")
+    check_hyperparameters(view.get("train"), "train")
+    for where, mcfg in method_configs(view).items():
+        check_hyperparameters(mcfg, where)
+
+
+def check_hyperparameters(node: Any, where: str) -> None:
+    """Learning rates finite ≥ 0, epochs whole ≥ 0, batch sizes whole ≥ 1, weight decay ≥ 0
+    (keys `lr`/`*_lr`, `epochs`/`*_epochs`, `batch_size`/`*_batch_size`, `weight_decay`)."""
+    if not isinstance(node, dict):
+        return
+    for key, raw in node.items():
+        value, name = _number(raw), f"{where}.{key}"
+        if value is None or isinstance(value, bool) or key.startswith("_"):
+            continue  # None: the method's own default
+        numeric = isinstance(value, (int, float))
+        if key == "lr" or key.endswith("_lr"):
+            if not numeric or not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}={raw} must be a finite number ≥ 0, e.g. {name}=0.01")
+        elif key == "epochs" or key.endswith("_epochs"):
+            if not (isinstance(value, int) and value >= 0):
+                raise ConfigError(f"{name}={raw} must be ≥ 0" + ("" if isinstance(value, int) else ", a whole number"))
+        elif key == "batch_size" or key.endswith("_batch_size"):
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(f"{name}={raw} must be ≥ 1" + ("" if isinstance(value, int) else ", a whole number"))
+        elif key == "weight_decay":
+            if not numeric or not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(f"{name}={raw} must be a finite number ≥ 0")
+
+
+def method_configs(view: _Resolver) -> dict[str, dict[str, Any]]:
+    """The study's selected methods (plan.selected_methods) by where each sits: `method` or
+    `methods.NAME`, resolved."""
+    from unlearnlab.plan import selected_methods
+
+    out: dict[str, dict[str, Any]] = {}
+    for name, node in selected_methods(view.cfg).items():
+        where = "method" if view.cfg.get("method") is not None and node is view.cfg.method else f"methods.{name}"
+        mcfg = view.get(where)
+        if isinstance(mcfg, dict):
+            out[where] = mcfg
+    return out
+
+
+# -- Lightning -------------------------------------------------------------------------------
+def check_trainer(trainer: Any) -> None:
+    """Every key a lightning.Trainer argument (not one each fit sets), precision one Lightning takes."""
+    if not isinstance(trainer, dict):
+        return
+    import lightning
+
+    accepted = [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p != "self"]
+    for key in trainer:
+        if key in TRAINER_SET_PER_FIT:
+            raise ConfigError(f"trainer.{key} is set by each fit (epochs from train/method, the logger from logger=); remove it")
+        if key not in accepted:
+            raise ConfigError(
+                f"trainer.{key} is not a lightning.Trainer argument{_did_you_mean('trainer', key, accepted)}"
+                f" (see lightning.Trainer's arguments)"
+            )
+    if "precision" in trainer:
+        from lightning.fabric.connector import _convert_precision_to_unified_args
+
+        try:
+            _convert_precision_to_unified_args(trainer["precision"])
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"trainer.precision={trainer['precision']} is not a Lightning precision: {err}") from None
+
+
+def _did_you_mean(where: str, key: str, accepted: list[str]) -> str:
+    close = difflib.get_close_matches(key, accepted, n=1)
+    if close:
+        return f"; did you mean {where}.{close[0]}?"
+    return f"; it takes {', '.join(sorted(accepted))}" if len(accepted) <= 12 else ""
+
+
+# -- arguments bound to signatures -----------------------------------------------------------
+def accepted_arguments(obj: Callable) -> tuple[list[str], list[str], bool]:
+    """(argument names, required names, accepts any keyword) of a class or function, following
+    `**kwargs` that an __init__ passes on to its base class."""
+    if not isinstance(obj, type):
+        params = list(inspect.signature(obj).parameters.values())
+        return _names(params), _required(params), any(p.kind is p.VAR_KEYWORD for p in params)
+    names: list[str] = []
+    required: list[str] | None = None
+    for klass in obj.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]
+        names += [n for n in _names(params) if n not in names]
+        required = _required(params) if required is None else required
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names, required, False
+    return names, required or [], klass is not object
+
+
+def _names(params) -> list[str]:
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def _required(params) -> list[str]:
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.default is p.empty]
+
+
+def bind_arguments(obj: Callable, given: dict[str, Any], injected: tuple[str, ...], where: str) -> None:
+    """Refuse a config key that OBJ does not take, or a required argument nobody gives."""
+    names, required, open_ = accepted_arguments(obj)
+    own = [n for n in names if n not in injected]
+    label = f"{obj.__module__}.{obj.__qualname__}"
+    for key in given:
+        if key in injected:
+            raise ConfigError(f"{where}.{key} is given by the framework, not the config; remove it")
+        if key not in names and not open_:
+            raise ConfigError(f"{where}.{key} is not an argument of {label}{_did_you_mean(where, key, own)}")
+    for key in required:
+        if key not in given and key not in injected:
+            raise ConfigError(f"{where}.{key} is required by {label}; add {where}.{key}=VALUE")
+
+
+def _arguments(node: dict[str, Any], framework: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in node.items() if k not in framework and not k.startswith("_")}
+
+
+def check_model(model: Any) -> Any:
+    """The model's class (or builder), its arguments bound to it. None when there is no model node."""
+    if not isinstance(model, dict) or "_target_" not in model:
+        return None
+    obj = target_object(model["_target_"], "config.model")
+    bind_arguments(obj, _arguments(model, MODEL_FRAMEWORK_KEYS), ("in_channels", "num_classes", "image_size"), "model")
+    return obj
+
+
+def check_method(where: str, method: dict[str, Any], model_obj: Any, model: dict[str, Any]) -> None:
+    """A method's arguments bound to its class, its declared reads, and the models it applies to."""
+    if "_target_" not in method:
+        raise ConfigError(f"{where} names no class; add {where}._target_=unlearnlab.methods.MODULE.CLASS")
+    cls = target_object(method["_target_"], f"config.{where}")
+    bind_arguments(cls, _arguments(method, METHOD_FRAMEWORK_KEYS), ("model", "data"), where)
+    cls.check_reads()
+    if model_obj is not None:
+        check_applies(cls, model_obj, str(method.get("name", where)), str(model.get("name", "?")))
+
+
+def method_model_kinds(cls: type) -> frozenset[str] | None:
+    """The model kinds a method class applies to (None: any), from `model_kinds` on the class."""
+    for klass in cls.__mro__:
+        if "model_kinds" in klass.__dict__:
+            kinds = klass.__dict__["model_kinds"]
+            return None if kinds is None else frozenset(kinds)
+        declared = MODEL_KINDS_DECLARED_HERE.get(f"{klass.__module__}.{klass.__qualname__}")
+        if declared is not None:
+            return declared
+    return None
+
+
+def model_kind(obj: Any) -> str:
+    """A model class's (or builder's) kind: its `model_kind`, or "network"."""
+    for klass in getattr(obj, "__mro__", (obj,)):
+        if "model_kind" in getattr(klass, "__dict__", {}):
+            return str(klass.__dict__["model_kind"])
+        declared = MODEL_KIND_DECLARED_HERE.get(f"{getattr(klass, '__module__', '')}.{getattr(klass, '__qualname__', '')}")
+        if declared is not None:
+            return declared
+    return DEFAULT_MODEL_KIND
+
+
+def check_applies(cls: type, model_obj: Any, method_name: str, model_name: str) -> None:
+    """A method that cannot apply to this model says so now, instead of failing after training
+    or running as a no-op."""
+    kinds, kind = method_model_kinds(cls), model_kind(model_obj)
+    if kinds is not None and kind not in kinds:
+        want = " or ".join(sorted(kinds))
+        hint = "model=logreg train=exact" if "logreg" in kinds else f"a {want} model (e.g. model=small_cnn)"
+        raise ConfigError(
+            f"method {method_name} ({cls.__name__}) applies to {want} models, but model={model_name} is a "
+            f"{kind} model; use {hint}, or a method for {kind} models"
+        )
+
+
+def check_audits(view: _Resolver, task: str) -> None:
+    audits = view.get("audit") or {}
+    if not audits and task in AUDITING_TASKS:
+        raise ConfigError(
+            "no audit selected (audit is empty), so the cells would train and nothing would measure them; "
+            "pick at least one, e.g. audit=[competition]"
+        )
+    for name, acfg in audits.items():
+        if not isinstance(acfg, dict) or "_target_" not in acfg:
+            raise ConfigError(f"audit.{name} names no class; add audit.{name}._target_=unlearnlab.audits.MODULE.CLASS")
+        obj = target_object(acfg["_target_"], f"config.audit.{name}")
+        bind_arguments(obj, _arguments(acfg, ()), (), f"audit.{name}")
