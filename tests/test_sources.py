@@ -165,17 +165,74 @@ def test_image_folder_split_column_string_labels_resize_gray(tmp_path):
     assert torch.equal(src.train_groups, torch.from_numpy(w.groups[~is_test]))  # "s003" -> 3
 
 
-def test_image_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="labels.csv"):
-        load_source("image_folder", root=str(tmp_path))
-    fakedata.write_image_folder(tmp_path, n=10, subjects=2, num_classes=2)
-    os.remove(tmp_path / "img_0003.png")
-    with pytest.raises(FileNotFoundError, match="img_0003.png"):
-        load_source("image_folder", root=str(tmp_path))
-    bad = tmp_path / "bad.csv"
-    bad.write_text("file,label\nimg_0000.png,\n")
-    with pytest.raises(ValueError, match="bad.csv.*bad label"):
-        load_source("image_folder", root=str(tmp_path), csv=str(bad))
+def _folder(tmp_path, n=10):
+    fakedata.write_image_folder(tmp_path, n=n, subjects=2, num_classes=2)
+    return tmp_path
+
+
+def _edit_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+# each case: (break the folder, options, what the one-line message must contain)
+FOLDER_MISTAKES = [
+    ("no csv", lambda d: os.remove(d / "labels.csv"), {}, ["labels.csv", "not found", "dataset.csv="]),
+    ("missing image", lambda d: os.remove(d / "img_0003.png"), {}, ["img_0003.png", "line 5", "not found", "fix the file name"]),
+    ("non-image file", lambda d: (d / "img_0002.png").write_text("not an image"), {},
+     ["img_0002.png", "line 4", "not an image", "remove its row or replace the file"]),
+    ("header only", lambda d: _edit_csv(d / "labels.csv", "file,label,subject\n"), {},
+     ["labels.csv", "lists no images", "add one row per image"]),
+    ("empty csv", lambda d: _edit_csv(d / "labels.csv", ""), {}, ["labels.csv", "found nothing", "file,label"]),
+    ("wrong columns", lambda d: _edit_csv(d / "labels.csv", "path,class\nimg_0000.png,0\n"), {},
+     ["labels.csv", "found class,path", "file,label"]),
+    ("negative label", lambda d: _edit_csv(d / "labels.csv", "file,label\nimg_0000.png,1\nimg_0001.png,-1\n"), {},
+     ["labels.csv line 3", "label -1 is negative", "0..K-1"]),
+    ("empty label", lambda d: _edit_csv(d / "labels.csv", "file,label\nimg_0000.png,\n"), {},
+     ["labels.csv line 2", "empty label"]),
+    ("num_classes below 2", lambda d: None, {"num_classes": 1}, ["dataset.num_classes=1 must be ≥ 2"]),
+    ("label ≥ num_classes", lambda d: _edit_csv(d / "labels.csv", "file,label\n" + "".join(
+        f"img_{i:04d}.png,{i % 2 * 4}\n" for i in range(10))), {"num_classes": 3},
+     ["labels.csv line 3", "label 4 ≥ dataset.num_classes=3", "raise dataset.num_classes"]),
+    ("one class", lambda d: _edit_csv(d / "labels.csv", "file,label\n" + "".join(f"img_{i:04d}.png,0\n" for i in range(10))),
+     {}, ["labels.csv", "every image has label '0'", "at least 2 classes"]),
+    ("too few to split", lambda d: _edit_csv(d / "labels.csv", "file,label\nimg_0000.png,0\nimg_0001.png,1\n"), {},
+     ["labels.csv", "cannot split 2 images", "add images or a split column"]),
+    ("bad split value", lambda d: _edit_csv(d / "labels.csv", "file,label,split\nimg_0000.png,0,train\nimg_0001.png,1,val\n"),
+     {}, ["labels.csv line 3", "split must be train or test", "'val'"]),
+    ("all test", lambda d: _edit_csv(d / "labels.csv", "file,label,split\nimg_0000.png,0,test\nimg_0001.png,1,test\n"),
+     {}, ["labels.csv", "every image 'test'"]),
+    ("not utf-8", lambda d: (d / "labels.csv").write_bytes(b"file,label\n\xff\xfe\x00,1\n"), {}, ["labels.csv", "not a UTF-8 CSV"]),
+    ("bad channels", lambda d: None, {"channels": 4}, ["dataset.channels=4 must be 1"]),
+    ("bad size", lambda d: None, {"size": 0}, ["dataset.size=0 must be ≥ 1"]),
+]
+
+
+@pytest.mark.parametrize("case,damage,options,expected", FOLDER_MISTAKES, ids=[c[0] for c in FOLDER_MISTAKES])
+def test_image_folder_mistakes_are_one_line_config_errors(tmp_path, case, damage, options, expected):
+    from unlearnlab.errors import ConfigError
+
+    root = _folder(tmp_path)
+    damage(root)
+    with pytest.raises(ConfigError) as err:
+        load_source("image_folder", root=str(root), **options)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for part in expected:
+        assert part in msg, (part, msg)
+
+
+def test_image_folder_root_that_is_not_a_folder(tmp_path):
+    from unlearnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"dataset.root=.*nowhere is not a folder"):
+        load_source("image_folder", root=str(tmp_path / "nowhere"))
+
+
+def test_image_folder_declared_classes_count_absent_ones(tmp_path):
+    _folder(tmp_path)  # labels 0 and 1 only
+    src = load_source("image_folder", root=str(tmp_path), size=16, num_classes=5)
+    assert src.classes == ("0", "1", "2", "3", "4")
 
 
 # ------------------------------------------------------------------- generated

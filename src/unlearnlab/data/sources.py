@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from csv import DictReader
+from csv import Error as csv_error
 from dataclasses import dataclass
 from typing import Callable
 
@@ -248,13 +249,17 @@ def load_fake_cifar10(
 # --------------------------------------------------------------------------- image folder
 
 _INT = re.compile(r"^\d+$")
+_NEGATIVE = re.compile(r"^-\d+$")
 
 
-def _ids(values: list[str], what: str, csv_path: str) -> tuple[np.ndarray, tuple[str, ...]]:
+def _ids(values: list[str], lines: list[int], what: str, csv_path: str) -> tuple[np.ndarray, tuple[str, ...]]:
     """Integer ids for a CSV column: integers as written; otherwise sorted names → index."""
-    for row, v in enumerate(values, start=2):
-        if v == "" or v.startswith("-"):
-            raise ValueError(f"{csv_path}: bad {what} {v!r} on line {row} (empty or negative)")
+    for line, v in zip(lines, values):
+        if v == "":
+            raise ConfigError(f"{csv_path} line {line}: empty {what}; give every row a {what}")
+        if _NEGATIVE.match(v):
+            fix = "class indices 0..K-1" if what == "label" else "ids ≥ 0"
+            raise ConfigError(f"{csv_path} line {line}: {what} {v} is negative; use {fix} or names")
     if all(_INT.match(v) for v in values):
         ids = np.array([int(v) for v in values], dtype=np.int64)
         return ids, tuple(str(i) for i in range(int(ids.max()) + 1))
@@ -263,52 +268,113 @@ def _ids(values: list[str], what: str, csv_path: str) -> tuple[np.ndarray, tuple
     return np.array([index[v] for v in values], dtype=np.int64), names
 
 
+def _labels(values: list[str], lines: list[int], csv_path: str, num_classes: int | None):
+    """Label ids and class names; with `num_classes` declared, every label must be below it."""
+    y, classes = _ids(values, lines, "label", csv_path)
+    if num_classes is not None:
+        if int(num_classes) < 2:
+            raise ConfigError(f"dataset.num_classes={num_classes} must be ≥ 2 (or null: count them from {csv_path})")
+        if len(classes) > num_classes and all(_INT.match(v) for v in values):
+            bad = int(np.argmax(y >= num_classes))
+            raise ConfigError(
+                f"{csv_path} line {lines[bad]}: label {values[bad]} ≥ dataset.num_classes={num_classes}; "
+                f"fix the label or raise dataset.num_classes"
+            )
+        if len(classes) > num_classes:
+            raise ConfigError(
+                f"{csv_path}: {len(classes)} label names but dataset.num_classes={num_classes}; "
+                f"fix the labels or set dataset.num_classes={len(classes)}"
+            )
+        if all(_INT.match(v) for v in values):
+            classes = tuple(str(i) for i in range(num_classes))  # classes absent from the CSV count too
+    if len(set(y.tolist())) < 2:
+        raise ConfigError(f"{csv_path}: every image has label {values[0]!r}; a classifier needs at least 2 classes")
+    return y, classes
+
+
+def _read_rows(csv_path: str) -> tuple[list[dict[str, str]], list[int], set[str]]:
+    if not os.path.isfile(csv_path):
+        raise ConfigError(
+            f"image_folder: label file {csv_path} not found; set dataset.csv=FILE or dataset.root=DIR (holding labels.csv)"
+        )
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = DictReader(f)
+            columns = set(reader.fieldnames or ())
+            rows, lines = [], []
+            for r in reader:
+                rows.append({k: (v or "").strip() for k, v in r.items() if k is not None})
+                lines.append(reader.line_num)
+    except (UnicodeDecodeError, csv_error) as e:
+        raise ConfigError(f"{csv_path} is not a UTF-8 CSV ({e}); write it as text: file,label[,subject][,split]") from None
+    if not {"file", "label"} <= columns:
+        found = ",".join(sorted(columns)) if columns else "nothing"
+        raise ConfigError(f"{csv_path}: the header must name columns file,label (optional subject, split); found {found}")
+    if not rows:
+        raise ConfigError(f"{csv_path} has a header but lists no images; add one row per image: file,label")
+    return rows, lines, columns
+
+
+def _read_image(path: str, line: int, csv_path: str, size: int, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    where = f"image_folder: {path} (line {line} of {csv_path})"
+    if not os.path.isfile(path):
+        raise ConfigError(f"{where} not found; fix the file name (relative to dataset.root) or remove the row")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.BILINEAR)
+            return np.asarray(im).reshape(size, size, channels)
+    except UnidentifiedImageError:
+        raise ConfigError(f"{where} is not an image file PIL can read; remove its row or replace the file") from None
+    except OSError as e:
+        raise ConfigError(f"{where} cannot be read ({e}); replace the file or remove its row") from None
+
+
 def load_image_folder(
-    root: str, download: bool = False, csv: str | None = None, size: int = 32, channels: int = 3
+    root: str, download: bool = False, csv: str | None = None, size: int = 32, channels: int = 3,
+    num_classes: int | None = None,
 ) -> Source:
     """A folder of image files plus a CSV `file,label[,subject][,split]`: the shape of the
     challenge's faces-by-age data, where the forget set is whole subjects (`subject` becomes
-    `train_groups`). Without a `split` column, the fixed stratified 80/20 split is used."""
-    from PIL import Image
-
+    `train_groups`). Without a `split` column, the fixed stratified 80/20 split is used.
+    Every mistake in the CSV or the files is a one-line ConfigError naming the file, the line
+    and the fix, raised here, before anything trains."""
     if channels not in (1, 3):
-        raise ValueError(f"image_folder: channels must be 1 or 3, got {channels}")
+        raise ConfigError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
+    if int(size) < 1:
+        raise ConfigError(f"dataset.size={size} must be ≥ 1 (images are resized to size×size), e.g. dataset.size=32")
+    if not os.path.isdir(root):
+        raise ConfigError(f"image_folder: dataset.root={root} is not a folder; set dataset.root=DIR (the images' folder)")
     csv_path = csv if csv is not None else os.path.join(root, "labels.csv")
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"image_folder: label file {csv_path} not found; set dataset.csv=FILE")
-    with open(csv_path, newline="") as f:
-        reader = DictReader(f)
-        columns = set(reader.fieldnames or ())
-        rows = [{k: (v or "").strip() for k, v in r.items() if k is not None} for r in reader]
-    if not {"file", "label"} <= columns:
-        raise ValueError(f"{csv_path}: needs a header with columns file,label (optional subject, split)")
-    if not rows:
-        raise ValueError(f"{csv_path}: lists no images")
+    rows, lines, columns = _read_rows(csv_path)
+    for line, row in zip(lines, rows):
+        if not row["file"]:
+            raise ConfigError(f"{csv_path} line {line}: empty file name; give every row an image file")
 
-    images = []
-    for row in rows:
-        path = os.path.join(root, row["file"])
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"image_folder: image {path} (listed in {csv_path}) not found")
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L" if channels == 1 else "RGB")
-                if im.size != (size, size):
-                    im = im.resize((size, size), Image.BILINEAR)
-                images.append(np.asarray(im).reshape(size, size, channels))
-        except OSError as e:
-            raise ValueError(f"image_folder: cannot read image {path}: {e}") from None
-    x = np.stack(images).transpose(0, 3, 1, 2)
-
-    y, classes = _ids([r["label"] for r in rows], "label", csv_path)
-    groups = _ids([r["subject"] for r in rows], "subject", csv_path)[0] if "subject" in columns else None
+    y, classes = _labels([r["label"] for r in rows], lines, csv_path, num_classes)
+    groups = _ids([r["subject"] for r in rows], lines, "subject", csv_path)[0] if "subject" in columns else None
     split = None
     if "split" in columns:
         values = [r["split"].lower() for r in rows]
         bad = next((i for i, v in enumerate(values) if v not in ("train", "test")), None)
         if bad is not None:
-            raise ValueError(f"{csv_path}: split must be train or test, got {values[bad]!r} on line {bad + 2}")
+            raise ConfigError(f"{csv_path} line {lines[bad]}: split must be train or test, got {values[bad]!r}")
         split = np.array([v == "test" for v in values])
+        if split.all() or not split.any():
+            raise ConfigError(f"{csv_path}: the split column marks every image {values[0]!r}; mark some train, some test")
+    else:
+        try:
+            fixed_split(y)
+        except ValueError as e:  # sklearn: too few images of a class for a stratified 80/20 split
+            raise ConfigError(
+                f"{csv_path}: cannot split {len(y)} images 80/20 by class ({e}); add images or a split column"
+            ) from None
+
+    images = [_read_image(os.path.join(root, r["file"]), line, csv_path, int(size), channels) for line, r in zip(lines, rows)]
+    x = np.stack(images).transpose(0, 3, 1, 2)
     return _from_arrays("image_folder", x, y, classes, groups=groups, split=split)
 
 
