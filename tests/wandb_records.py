@@ -10,7 +10,8 @@ still does) holding protobuf `wandb.proto.wandb_internal_pb2.Record`s:
   3 middle, 4 last); a block tail shorter than a header is zero padding.
 
 Helpers: `run_dirs(root)`, `read_records(run_dir)`, `history(run_dir)`, `summary(run_dir)`,
-`config(run_dir)`, `run_info(run_dir)`, `media_files(run_dir)`. `run_dir` may be the offline-run folder or the
+`config(run_dir)`, `run_info(run_dir)`, `media_files(run_dir)`, `metrics(run_dir)` (define_metric
+declarations), `artifacts(run_dir)` (logged artifacts and their files). `run_dir` may be the offline-run folder or the
 `.wandb` file itself; values come back JSON-decoded (a logged wandb.Image is a dict with
 "_type": "image-file" and its "path" under media/images/).
 """
@@ -202,3 +203,23 @@ def media_files(run_dir: str | Path, kind: str = "images") -> list[Path]:
     """Files wandb wrote under files/media/<kind>/ of the run."""
     folder = run_file(run_dir).parent / "files" / "media" / kind
     return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def metrics(run_dir: str | Path) -> dict[str, list[str]]:
+    """What define_metric declared: metric name -> its summary aggregations (e.g. ["max"])."""
+    out: dict[str, list[str]] = {}
+    for r in read_records(run_dir):
+        if r.WhichOneof("record_type") == "metric" and r.metric.name:
+            aggs = [f.name for f, v in r.metric.summary.ListFields() if v is True]
+            out.setdefault(r.metric.name, [])
+            out[r.metric.name] += [a for a in aggs if a not in out[r.metric.name]]
+    return out
+
+
+def artifacts(run_dir: str | Path) -> list[dict[str, Any]]:
+    """Artifacts the run logged: name, type and the paths of the files in its manifest."""
+    return [
+        {"name": r.artifact.name, "type": r.artifact.type,
+         "files": sorted(c.path for c in r.artifact.manifest.contents)}
+        for r in read_records(run_dir) if r.WhichOneof("record_type") == "artifact"
+    ]

@@ -1,39 +1,50 @@
-"""Sweeps: one Hydra job per cell, the audit at the end of the multirun or later.
+"""Sweeps: Hydra jobs that each compute a slice of cells, the audit at the end of the multirun or later.
 
-`unlearnlab -m task=cell method=finetune,neggrad_plus index='range(0,8)' n_models=8` runs one
-job per (method, index). Each job computes (or fetches) the original model, retrained cell
-#index and the method's unlearned cell #index (plus the controls' cells #index). Every cell is
-computed under a per-cell file lock in the store, so however many jobs start at once, each cell
-is trained once and the others reuse it; a killed sweep rerun computes only what is missing.
+`unlearnlab -m task=cell method=finetune,neggrad_plus n_models=64 cells_per_job=8
+'index=range(0,64,8)'` runs one job per (method, slice): the job with index=i computes (or
+fetches) the original model, retrained cells i .. i+7 and the method's (and the controls')
+unlearned cells i .. i+7, clipped to n_models. A job pays Python start-up, data loading and
+fetching the original once for its whole slice (seconds, against a fast-net cell's 2–3 s on a
+GPU). `workers_per_device=W` runs the slice in W processes sharing the job's device
+(workers.py). Every cell is computed under a per-cell file lock in the store, so however many
+jobs and workers start at once, each cell is trained once and the others reuse it; a killed
+sweep rerun computes only what is missing.
 
 The audit reads cells, never trains: `task=audit` (same overrides as the sweep, minus `index`)
-or the `AuditCallback` (`+hydra/callbacks=audit`), which at the end of a multirun runs one audit
-per combination of the sweep's values other than `index` (one per method, per hyperparameter
-setting).
+or the `AuditCallback` (on by default, conf/hydra/callbacks/audit.yaml), which at the end of a
+multirun runs one audit per combination of the sweep's values other than `index` (one per
+method, per hyperparameter setting).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from unlearnlab.errors import ConfigError
+from unlearnlab.errors import ConfigError, safe_name
 
 log = logging.getLogger(__name__)
 
-INDEX_KEYS = ("index",)
+# Overrides that say how a sweep's cells are spread over jobs, never which cells: the audit
+# (and the plan) of a sweep drop them.
+INDEX_KEYS = ("index", "cells_per_job", "workers_per_device")
 
 
 # -- task=cell ---------------------------------------------------------------------------------
 def _indices(cfg: DictConfig) -> list[int]:
+    """The cell indices of this job: index .. index+cells_per_job-1, clipped to n_models (all
+    indices when index is unset)."""
+    from unlearnlab.workers import positive
+
     n = int(cfg.n_models)
+    k = positive(cfg, "cells_per_job")
     index = cfg.get("index")
     if index is None:
         return list(range(n))
@@ -43,33 +54,31 @@ def _indices(cfg: DictConfig) -> list[int]:
         raise ConfigError(f"index={index!r} must be an integer in [0, n_models={n})") from None
     if not 0 <= i < n:
         raise ConfigError(f"index={i} is outside [0, n_models={n}); the audit reads cells 0..{n - 1}")
-    return [i]
+    return list(range(i, min(i + k, n)))
 
 
-def cell_task(cfg: DictConfig) -> dict[str, Any]:
-    """Compute (or fetch) the cells of one sweep job: original, retrain #i, each method's unlearn #i.
+def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Compute (or fetch) the cells of one sweep job: the original, then for each of its indices
+    the retrained cell and each method's unlearned cell.
 
-    `index` unset: every index 0..n_models-1 in this one job. Writes cells.json (one line per
-    cell: label, kind, key, cached, seconds) to the job's output dir and returns that list.
+    Writes cells.json (one record per cell: label, kind, key, cached, seconds, pid) to the
+    job's output dir and returns that list.
     """
+    import torch
+
     from unlearnlab.pipeline import open_pipeline
+    from unlearnlab.workers import positive, run_cells, threads_per_worker
 
     indices = _indices(cfg)
+    workers = positive(cfg, "workers_per_device")
+    threads = threads_per_worker(workers)
+    torch.set_num_threads(threads)
     pipe = open_pipeline(cfg)
     if not pipe.planner.methods:
         raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
-    cells, runner, out = pipe.planner.cells(indices), pipe.runner, pipe.output_dir
-    done: list[dict[str, Any]] = []
-    for cell in cells:
-        start = time.perf_counter()
-        result = runner.run(cell)
-        seconds = time.perf_counter() - start
-        state = "cached" if result.cached else "computed"
-        log.info("cell %s %s %s (%.1fs)", cell.label, cell.key, state, seconds)
-        print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s)", flush=True)
-        done.append({"label": cell.label, "kind": cell.kind, "name": cell.name, "index": cell.index,
-                     "key": cell.key, "cached": result.cached, "seconds": seconds})
-    (out / "cells.json").write_text(json.dumps(done, indent=1))
+    log.info("cells %s in %d worker(s), %d torch thread(s) each", _ranges(indices), workers, threads)
+    done = run_cells(pipe, indices, workers, threads)
+    (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
     return done
 
 
@@ -225,9 +234,15 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
 
 
 def _label(overrides: list[str], varying: set[str]) -> str:
+    """The audit's folder under SWEEP_DIR/audit/: the overrides that tell it apart. A value that
+    is not a plain name (a path, say) is rewritten and tagged with a hash of the original, so
+    the label is one folder name (no `/`, never `..`) and two audits never share one."""
     parts = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") in varying]
     text = ",".join(parts) or "all"
-    return re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text)[:120]
+    clean = re.sub(r"[^A-Za-z0-9_.,=+-]", "_", text).replace("..", "_.")[:100]
+    if clean != text:
+        clean = f"{clean}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+    return safe_name(clean, "audit label")
 
 
 try:
@@ -273,24 +288,8 @@ class AuditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
 def run_audit(config_name: str, overrides: list[str], out: Path) -> float | None:
     """Compose the config for OVERRIDES as `unlearnlab` would and run the audit task with its
     output dir at OUT (in this process; Hydra's global state is restored afterwards)."""
-    from hydra import compose
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
+    from unlearnlab.tasks import run_composed
 
-    from unlearnlab.tasks import quiet_lightning
-
-    cfg = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
     out.mkdir(parents=True, exist_ok=True)
-    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
-        cfg.hydra.runtime.output_dir = str(out.resolve())
-    saved = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(cfg)
-    try:
-        task_cfg = cfg.copy()
-        with read_write(task_cfg), open_dict(task_cfg):
-            del task_cfg["hydra"]
-        (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-        quiet_lightning()
-        return audit_task(task_cfg)
-    finally:
-        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    return run_composed(list(overrides), out, config_name)
