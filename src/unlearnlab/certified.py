@@ -83,6 +83,15 @@ def logistic_constants(lam: float, radius: float | None = None, x_norm: float = 
 # helpers
 
 
+def feature_norm(X: Tensor) -> float:
+    """max(1, max_i ||x_i||): the x_norm the constants must use. The certificates assume rows in the
+    unit ball (``normalise_features``); a model built with ``normalise: false`` may break that, and
+    then every constant is taken at the data's actual norm instead of silently assuming 1."""
+    X = _f64(X)
+    norm = float(X.norm(dim=1).max()) if X.shape[0] else 0.0
+    return 1.0 if norm <= 1.0 + 1e-9 else norm  # unit-normalised rows round to 1 ± 1e-16
+
+
 def _f64(t: Tensor | None) -> Tensor | None:
     return None if t is None else torch.as_tensor(t).to(DTYPE)
 

@@ -29,6 +29,7 @@ from unlearnlab.certified import (
 )
 from unlearnlab.errors import ConfigError
 from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.metrics import Metric
 from unlearnlab.models.logreg import LogisticRegression, fit_exact
 
 log = logging.getLogger(__name__)
@@ -52,20 +53,41 @@ def batches_of(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
     return [idx[i:i + size] for i in range(0, idx.numel(), max(size, 1))]
 
 
+GROUP = "Certified removal"
+
+
+def cert_metrics(*extra: Metric) -> tuple[Metric, ...]:
+    """cert/epsilon and cert/delta (every certified method) plus a method's own."""
+    return (
+        Metric("cert/epsilon", "the ε the mechanism guarantees for (ε, δ)-unlearning (theory, its budget or "
+               "calibration target); verdict: violated only if audit/eps_lb exceeds it", group=GROUP),
+        Metric("cert/delta", "the δ of that guarantee", group=GROUP),
+        *extra,
+        Metric("cert/removals", "number of forget points removed", group=GROUP),
+        Metric("cost/removal_seconds", "wall seconds of the removal itself (without measuring)", group=GROUP,
+               goal="min"),
+    )
+
+
 class ClosedFormRemoval(UnlearningMethod):
     """Base of the certified methods: the forget set is removed in closed form (no Trainer), on
-    one intra-op thread (see certified.single_thread), against an (ε, δ) the method certifies."""
+    one intra-op thread (see certified.single_thread), against an (ε, δ) the method certifies.
+
+    ``reference``: the method whose cells the certificate is stated against (None: the study's
+    retrained models). The study reads it; the method itself only keeps it."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
     config_name: ClassVar[str] = ""
+    metrics: ClassVar[tuple[Metric, ...]] = cert_metrics()
 
-    def __init__(self, model, data, epsilon: float, delta: float, **hparams) -> None:
+    def __init__(self, model, data, epsilon: float, delta: float, reference: str | None = None, **hparams) -> None:
         super().__init__(model, data, **{**hparams, "epochs": 0})
         if not epsilon > 0 or not 0 < delta < 1:
             raise ConfigError(
                 f"method.{self.config_name}: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})"
             )
         self.epsilon, self.delta = float(epsilon), float(delta)
+        self.reference = reference
         self._metrics: dict[str, float] = {}
 
     def run(self, make_trainer) -> None:
@@ -81,7 +103,20 @@ class ClosedFormRemoval(UnlearningMethod):
 
 
 class Newton(ClosedFormRemoval):
+    """cert/epsilon is the budget: every published model satisfies c·β/σ ≤ budget (a removal that
+    would exceed it retrains instead). The realised c·β/σ of the final model is
+    cert/epsilon_expost; it depends on the data removed, so it is reported, not guaranteed."""
+
     config_name = "newton"
+    metrics: ClassVar[tuple[Metric, ...]] = cert_metrics(
+        Metric("cert/epsilon_expost", "realised c·β/σ of the final model (≤ cert/epsilon): the data-dependent "
+               "certificate of Guo et al.", group=GROUP),
+        Metric("cert/sigma", "std of the loss perturbation b", group=GROUP),
+        Metric("cert/residual_bound", "tracked bound β on the gradient residual", group=GROUP),
+        Metric("cert/residual", "actual gradient residual ‖∇L(w; D∖F)‖ (≤ cert/residual_bound)", group=GROUP),
+        Metric("cert/retrains", "exact retrains triggered by the budget", group=GROUP),
+        Metric("cert/first_retrain_at", "stream position of the first budget retrain (−1: none)", group=GROUP),
+    )
 
     def __init__(self, model, data, epsilon: float = 1.0, delta: float = 1e-4, removal_batch: int = 1,
                  resample_b: bool = True, resample_original: bool = False, tol: float = 1e-10, **hparams) -> None:
@@ -127,9 +162,9 @@ class Newton(ClosedFormRemoval):
         keep = rem.keep
         residual = float(gradient_residual(rem.w, X[keep], Y[keep], model.lam, rem.b).norm())
         self._metrics = {
-            "cert/epsilon": rem.epsilon,
+            "cert/epsilon": self.epsilon,
             "cert/delta": self.delta,
-            "cert/epsilon_budget": self.epsilon,
+            "cert/epsilon_expost": rem.epsilon,
             "cert/sigma": model.sigma,
             "cert/residual_bound": rem.beta,
             "cert/residual": residual,

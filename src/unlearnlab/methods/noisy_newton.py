@@ -7,7 +7,11 @@ neither the Hessian nor the per-deletion change of the minimiser, so Sekhari's b
 The stored statistic is the Hessian on D at w. Deleting U (|U| = m): w_bar = w + H_keep^-1 sum_U grad f,
 published as w_bar + N(0, sigma^2 I) with sigma = (gamma/eps) sqrt(2 ln(1.25/delta)),
 gamma = 2 M m^2 L^2 / (lam^3 n^2), times the number of one-vs-rest columns (``sekhari_sigma``).
-M, L, lam from ``logistic_constants`` on a ball that contains the (perturbed) minimisers.
+M, L, lam from ``logistic_constants`` on a ball that contains the (perturbed) minimisers, at the
+data's feature norm max(1, max ||x||) (``feature_norm``: 1 when the model normalises its inputs).
+
+The certificate compares the published model with the same learner run on D minus F plus the same
+output noise (``NoisyNewtonReference``), not with the study's retrained models.
 
 ``removal_batch`` > 0 publishes after every batch (each release is the one-shot update for all
 deletions so far, with the sigma of that many deletions); 0 (default) = one release for the whole
@@ -17,17 +21,30 @@ forget set. The reported cert/epsilon is the eps the noise was calibrated for.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import torch
 
 from unlearnlab.certified import (
-    d2d_radius, gradient_residual, logistic_constants, noisy_newton_removal, sekhari_sigma, stored_hessian,
+    d2d_radius, feature_norm, gradient_residual, logistic_constants, noisy_newton_removal, sekhari_sigma,
+    stored_hessian,
 )
-from unlearnlab.methods.newton import ClosedFormRemoval, batches_of, removal_problem
+from unlearnlab.methods.newton import GROUP, ClosedFormRemoval, batches_of, cert_metrics, removal_problem
+from unlearnlab.metrics import Metric
+
+NOISE_METRICS = (
+    Metric("cert/sigma", "std of the Gaussian output noise, calibrated from cert/epsilon, cert/delta and the "
+           "loss constants", group=GROUP),
+    Metric("cert/distance_bound", "bound on the distance of the un-noised output to the minimiser on D∖F",
+           group=GROUP),
+    Metric("cert/residual_bound", "gradient-residual bound the noise masks", group=GROUP),
+    Metric("cert/residual", "actual gradient residual of the un-noised output (≤ cert/residual_bound)", group=GROUP),
+)
 
 
 class NoisyNewton(ClosedFormRemoval):
     config_name = "noisy_newton"
+    metrics: ClassVar[tuple[Metric, ...]] = cert_metrics(*NOISE_METRICS)
 
     def __init__(self, model, data, epsilon: float = 0.5, delta: float = 1e-4, removal_batch: int = 0,
                  **hparams) -> None:
@@ -41,13 +58,20 @@ class NoisyNewton(ClosedFormRemoval):
         return sekhari_sigma(c.hessian_lipschitz, c.lipschitz, c.strong_convexity, n, m, self.epsilon, self.delta,
                              columns=cols)
 
+    def calibrate(self, X: torch.Tensor, n_forget: int, b: torch.Tensor) -> float:
+        """The constants and the σ of the final release (all n_forget deletions) on D = X."""
+        n, x_norm = X.shape[0], feature_norm(X)
+        radius = d2d_radius(self.model.lam, n - n_forget, b, x_norm=x_norm)
+        self.constants = logistic_constants(self.model.lam, radius=radius, x_norm=x_norm)
+        return self.noise_sigma(n_forget, n)
+
     def _run(self) -> None:
         model = self.model
         X, Y, forget = removal_problem(model, self.data)
         n = X.shape[0]
         gen = torch.Generator().manual_seed(int(self.data.seed))
         w, b = model.weight_vector(), model.perturbation()
-        self.constants = logistic_constants(model.lam, radius=d2d_radius(model.lam, n - forget.numel(), b))
+        self.calibrate(X, forget.numel(), b)
         start = time.perf_counter()
         H_all = stored_hessian(w, X, Y, model.lam)
         done = torch.zeros(0, dtype=torch.long)
