@@ -55,10 +55,10 @@ def one_line(proc: subprocess.CompletedProcess) -> str:
     ("unlearnlab.models.logreg.fit_exact", "the function unlearnlab.models.logreg.fit_exact, not a model class"),
     ("unlearnlab.audits.base.ModelOutputs", "the class unlearnlab.audits.base.ModelOutputs, not an audit class"),
     ("torch.optim.SGD.step", "the function torch.optim.sgd.SGD.step, not an optimiser"),
-    ("unlearnlab.sweep.run_audit", "the function unlearnlab.sweep.run_audit, not unlearnlab's Hydra callback"),
-    # a prefix the old allowlist let through: all of unlearnlab
-    ("unlearnlab.study.write_results", "outside the allowed packages"),
-    ("unlearnlab.store.Store", "outside the allowed packages"),
+    ("unlearnlab.sweep.run_audit", "the function unlearnlab.sweep.run_audit, not one of unlearnlab's Hydra callback"),
+    # the old allowlist let all of unlearnlab through, file writers included
+    ("unlearnlab.study.write_results", "the function unlearnlab.study.write_results, not one of unlearnlab's Hydra callback"),
+    ("unlearnlab.store.Store", "the class unlearnlab.store.Store, not one of unlearnlab's Hydra callback"),
     ("os.system", "outside the allowed packages"),
     ("builtins.exec", "outside the allowed packages"),
     ("hydra.experimental.callbacks.PickleJobInfoCallback", "outside the allowed packages"),

@@ -214,26 +214,30 @@ def check_sizes(view: _Resolver) -> None:
 
 def check_hyperparameters(node: Any, where: str) -> None:
     """Learning rates finite ≥ 0, epochs whole ≥ 0, batch sizes whole ≥ 1, weight decay ≥ 0
-    (keys `lr`/`*_lr`, `epochs`/`*_epochs`, `batch_size`/`*_batch_size`, `weight_decay`)."""
+    (keys `lr`/`*_lr`, `epochs`/`*_epochs`, `batch_size`/`*_batch_size`, `weight_decay`; each
+    item of a list, e.g. `cycle_epochs: [1, 2, 2]`). None means the method's own default."""
     if not isinstance(node, dict):
         return
     for key, raw in node.items():
-        value, name = _number(raw), f"{where}.{key}"
-        if value is None or isinstance(value, bool) or key.startswith("_"):
-            continue  # None: the method's own default
-        numeric = isinstance(value, (int, float))
-        if key == "lr" or key.endswith("_lr"):
-            if not numeric or not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name}={raw} must be a finite number ≥ 0, e.g. {name}=0.01")
-        elif key == "epochs" or key.endswith("_epochs"):
-            if not (isinstance(value, int) and value >= 0):
-                raise ConfigError(f"{name}={raw} must be ≥ 0" + ("" if isinstance(value, int) else ", a whole number"))
-        elif key == "batch_size" or key.endswith("_batch_size"):
-            if not (isinstance(value, int) and value >= 1):
-                raise ConfigError(f"{name}={raw} must be ≥ 1" + ("" if isinstance(value, int) else ", a whole number"))
-        elif key == "weight_decay":
-            if not numeric or not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(f"{name}={raw} must be a finite number ≥ 0")
+        items = enumerate(raw) if isinstance(raw, list) else [(None, raw)]
+        for i, item in items:
+            _check_number(str(key), item, f"{where}.{key}" + ("" if i is None else f"[{i}]"))
+
+
+def _check_number(key: str, raw: Any, name: str) -> None:
+    value = _number(raw)
+    if value is None or isinstance(value, bool) or key.startswith("_"):
+        return
+    numeric, whole = isinstance(value, (int, float)), isinstance(value, int)
+    if key == "lr" or key.endswith("_lr") or key == "weight_decay":
+        if not numeric or not (value >= 0 and math.isfinite(value)):
+            raise ConfigError(f"{name}={raw} must be a finite number ≥ 0, e.g. {name}=0.01")
+    elif key == "epochs" or key.endswith("_epochs"):
+        if not (whole and value >= 0):
+            raise ConfigError(f"{name}={raw} must be ≥ 0" + ("" if whole else ", a whole number"))
+    elif key == "batch_size" or key.endswith("_batch_size"):
+        if not (whole and value >= 1):
+            raise ConfigError(f"{name}={raw} must be ≥ 1" + ("" if whole else ", a whole number"))
 
 
 def method_configs(view: _Resolver) -> dict[str, dict[str, Any]]:

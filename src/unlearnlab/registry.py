@@ -10,7 +10,7 @@ anything is built:
    be what the package is allowed for: an unlearning method, model or audit class of
    unlearnlab, a listed model builder, a torch.optim optimiser or scheduler, a torchvision
    dataset class or registered model builder, a Hydra launcher or sweeper, an Optuna sampler,
-   unlearnlab's Hydra callback. So `unlearnlab.methods.finetune.torch.save` (a function
+   one of unlearnlab's Hydra callback classes. So `unlearnlab.methods.finetune.torch.save` (a function
    imported into an allowed module) and `torchvision.datasets.utils.download_url` (a utility
    defined there) are refused.
 
@@ -106,7 +106,7 @@ RULES = (
     Rule("unlearnlab.methods.", "an UnlearningMethod class", _is_method),
     Rule("unlearnlab.models.", "a model class (or a builder listed in registry.MODEL_BUILDERS)", _is_model),
     Rule("unlearnlab.audits.", "an audit class", _is_audit),
-    Rule("unlearnlab.sweep.", "unlearnlab's Hydra callback", _is_callback),
+    Rule("unlearnlab.", "one of unlearnlab's Hydra callback classes", _is_callback),  # after the three above
     Rule("torch.optim.", "an optimiser or LR scheduler class", _is_optim),
     Rule("torchvision.datasets.", "a dataset class", _is_dataset),
     Rule("torchvision.models.", "a model class or registered model builder", _is_tv_model),
@@ -114,7 +114,8 @@ RULES = (
     Rule("hydra._internal.core_plugins.", "a Hydra launcher or sweeper class", _is_hydra_plugin),
     Rule("optuna.samplers.", "an Optuna sampler class", _is_sampler),
 )
-ALLOWED = "unlearnlab methods/models/audits, torch.optim, torchvision datasets/models, Hydra launchers/sweepers"
+ALLOWED = ("unlearnlab methods/models/audits/Hydra callbacks, torch.optim, torchvision datasets/models, "
+           "Hydra launchers/sweepers, Optuna samplers")
 
 
 def _qualname(obj: Any) -> str:

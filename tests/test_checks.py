@@ -1,0 +1,179 @@
+"""Start-up checks (issue 15 class 5, issue 14 item 4): everything checkable is refused in the
+first seconds, before data is loaded or the original trains, with one line naming the fix."""
+
+from __future__ import annotations
+
+import glob
+import re
+import time
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from unlearnlab.checks import (
+    accepted_arguments, bind_arguments, check_applies, check_config, method_model_kinds, model_kind,
+)
+from unlearnlab.errors import ConfigError
+from unlearnlab.methods.base import UnlearningMethod
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cfg(*overrides: str):
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def refused(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as err:
+        check_config(cfg(*overrides))
+    text = str(err.value)
+    assert "\n" not in text, text
+    return text
+
+
+# -- the issue's examples ---------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, expected", [
+    (["audit=[]"], "no audit selected (audit is empty), so the cells would train and nothing would measure them; "
+                   "pick at least one, e.g. audit=[competition]"),
+    (["trainer.precision=bogus"], "trainer.precision=bogus is not a Lightning precision: Precision 'bogus' is invalid"),
+    (["+trainer.max_epoch=3"], "trainer.max_epoch is not a lightning.Trainer argument; did you mean trainer.max_epochs?"),
+    (["+trainer.max_epochs=3"], "trainer.max_epochs is set by each fit"),
+    (["method=finetune", "+method.lrr=0.1"],
+     "method.lrr is not an argument of unlearnlab.methods.finetune.Finetune; did you mean method.lr?"),
+    (["+methods.neggrad_plus.alpah=0.5"], "methods.neggrad_plus.alpah is not an argument of"),
+    (["+audit.competition.deltaa=1e-5"],
+     "audit.competition.deltaa is not an argument of unlearnlab.audits.competition.CompetitionAudit; did you mean audit.competition.delta?"),
+    (["+model.widht=8"], "model.widht is not an argument of unlearnlab.models.small_cnn.SmallCNN; did you mean model.width?"),
+    (["paths.store="], "paths.store is empty; set paths.store=DIR"),
+    (["paths.root="], "paths.root is empty"),
+    (["method=newton"], "method newton (Newton) applies to logreg models, but model=small_cnn is a network model; "
+                        "use model=logreg train=exact"),
+    (["split=index_file"], "split.path has no value (???); set it, e.g. split.path=VALUE"),
+])
+def test_mistake_is_refused_in_one_line(overrides, expected):
+    assert expected in refused(*overrides)
+
+
+def test_store_path_that_is_a_file(tmp_path):
+    f = tmp_path / "store"
+    f.write_text("not a folder")
+    line = refused(f"paths.store={f}")
+    assert line == f"paths.store={f} is a file, not a folder; point paths.store at a folder (new or existing)"
+
+
+class NeedsBudget(UnlearningMethod):
+    def __init__(self, model, data, epsilon: float, **hparams) -> None:
+        super().__init__(model, data, **hparams)
+
+
+def test_a_required_argument_nobody_gives():
+    with pytest.raises(ConfigError, match=re.escape(
+            f"method.epsilon is required by {__name__}.NeedsBudget; add method.epsilon=VALUE")):
+        bind_arguments(NeedsBudget, {"lr": 0.1}, ("model", "data"), "method")
+    bind_arguments(NeedsBudget, {"epsilon": 1.0, "lr": 0.1}, ("model", "data"), "method")
+
+
+def test_audit_list_may_be_empty_for_tasks_that_do_not_audit():
+    check_config(cfg("audit=[]", "task=verify"))
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "32-true", "32", "64-true"])
+def test_lightning_precisions_pass(precision):
+    check_config(cfg(f"trainer.precision={precision}"))
+
+
+# -- one place for sizes ----------------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, expected", [
+    (["n_models=1"], "n_models=1 must be a whole number ≥ 2"),
+    (["n_models=2.5"], "n_models=2.5 must be a whole number ≥ 2"),
+    (["train.epochs=-1"], "train.epochs=-1 must be ≥ 0"),
+    (["train.epochs=1.5"], "train.epochs=1.5 must be ≥ 0, a whole number"),
+    (["train.batch_size=0"], "train.batch_size=0 must be ≥ 1"),
+    (["train.lr=inf"], "train.lr=inf must be a finite number ≥ 0"),
+    (["train.weight_decay=-1"], "train.weight_decay=-1 must be a finite number ≥ 0"),
+    (["method=finetune", "method.epochs=-2"], "method.epochs=-2 must be ≥ 0"),
+    (["method=finetune", "method.batch_size=0"], "method.batch_size=0 must be ≥ 1"),
+    (["method=finetune", "method.lr=nan"], "method.lr=nan must be a finite number ≥ 0"),
+    (["methods.finetune.lr=-1"], "methods.finetune.lr=-1 must be a finite number ≥ 0"),
+])
+def test_sizes_and_rates_are_checked_in_one_place(overrides, expected):
+    assert expected in refused(*overrides)
+
+
+def test_numbers_given_as_strings_are_numbers():
+    check_config(cfg("n_models='4'", "method=finetune", "method.lr='0.5'", "train.epochs='2'"))
+    assert "must be a whole number ≥ 2" in refused("n_models='1'")
+
+
+# -- every shipped option passes ------------------------------------------------------------------------
+def _options(group: str) -> list[str]:
+    return sorted(Path(p).stem for p in glob.glob(str(REPO / "conf" / group / "*.yaml")))
+
+
+@pytest.mark.parametrize("method", _options("method"))
+def test_every_method_config_passes_with_its_model(method):
+    from hydra.utils import get_class
+
+    kinds = method_model_kinds(get_class(cfg(f"method={method}").method._target_))
+    extra = ["model=logreg", "train=exact"] if kinds == {"logreg"} else []
+    check_config(cfg(f"method={method}", *extra))
+
+
+@pytest.mark.parametrize("experiment", _options("experiment"))
+def test_every_experiment_passes(experiment):
+    check_config(cfg(f"experiment={experiment}"))
+
+
+@pytest.mark.parametrize("group", ["model", "trainer", "train", "split", "logger", "dataset"])
+def test_every_option_of_a_group_passes(group):
+    for option in _options(group):
+        overrides = [f"{group}={option}"] + (["split.path=/dev/null"] if option == "index_file" else [])
+        check_config(cfg(*overrides))
+
+
+# -- model kinds ----------------------------------------------------------------------------------
+class NetworkOnly(UnlearningMethod):
+    """A method that only makes sense on a network (e.g. one that re-initialises conv layers)."""
+
+    model_kinds = frozenset({"network"})
+
+
+def test_model_kind_declarations():
+    from unlearnlab.methods.finetune import Finetune
+    from unlearnlab.methods.newton import Newton
+    from unlearnlab.models.logreg import LogisticRegression
+    from unlearnlab.models.resnet import resnet18
+    from unlearnlab.models.small_cnn import SmallCNN
+
+    assert model_kind(SmallCNN) == model_kind(resnet18) == "network" and model_kind(LogisticRegression) == "logreg"
+    assert method_model_kinds(Finetune) is None  # the safe default: applies to any model
+    assert method_model_kinds(Newton) == {"logreg"} and method_model_kinds(NetworkOnly) == {"network"}
+    check_applies(NetworkOnly, SmallCNN, "net_only", "small_cnn")
+    check_applies(Finetune, LogisticRegression, "finetune", "logreg")
+    with pytest.raises(ConfigError, match=re.escape(
+            "method net_only (NetworkOnly) applies to network models, but model=logreg is a logreg model; "
+            "use a network model (e.g. model=small_cnn), or a method for logreg models")):
+        check_applies(NetworkOnly, LogisticRegression, "net_only", "logreg")
+
+
+# -- binding to signatures ----------------------------------------------------------------------------
+def test_arguments_follow_kwargs_to_the_base_class():
+    from unlearnlab.methods.l1_sparse import L1Sparse
+
+    names, required, open_ = accepted_arguments(L1Sparse)
+    assert {"alpha", "lr", "epochs", "batch_size", "model", "data"} <= set(names) and not open_
+    assert required == ["model", "data"]
+    bind_arguments(L1Sparse, {"alpha": 1e-4, "lr": 0.1}, ("model", "data"), "method")
+    with pytest.raises(ConfigError, match=r"^method\.model is given by the framework"):
+        bind_arguments(L1Sparse, {"model": 1}, ("model", "data"), "method")
+
+
+def test_a_typo_fails_in_the_first_second():
+    c = cfg("method=finetune", "+method.lrr=0.1")
+    check_config(cfg())  # imports warm, as they are once the CLI has started
+    start = time.perf_counter()
+    with pytest.raises(ConfigError):
+        check_config(c)
+    assert time.perf_counter() - start < 1.0
