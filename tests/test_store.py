@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 
 import pytest
 import torch
@@ -62,3 +65,173 @@ def test_meta_records_size_and_checksum(tmp_path):
     for name in ("model.safetensors", "outputs.safetensors"):
         assert meta["files"][name]["size"] == (entry.path / name).stat().st_size
         assert len(meta["files"][name]["sha256"]) == 64
+
+
+# -- keys: normalised values (issue 15, class 1) ------------------------------------------------------
+def test_the_same_number_spelled_differently_is_one_key():
+    base = {"kind": "unlearn", "method": {"lr": 0.5, "epochs": 1, "alpha": 1e-3}, "seed": 3}
+    for spelled in (
+        {"lr": "0.5", "epochs": 1, "alpha": 1e-3},
+        {"lr": 0.5, "epochs": 1.0, "alpha": "1e-3"},
+        {"lr": "0.50", "epochs": "1", "alpha": "0.001"},
+    ):
+        assert cell_key({**base, "method": spelled}) == cell_key(base)
+    assert cell_key({**base, "seed": "3"}) == cell_key(base)
+
+
+def test_different_values_stay_different_keys():
+    base = {"kind": "unlearn", "method": {"lr": 0.5, "flip": False, "name": "finetune"}}
+    others = [
+        {"lr": 0.51, "flip": False, "name": "finetune"},
+        {"lr": 0.5, "flip": "false", "name": "finetune"},  # 'false' is truthy in Python: not False
+        {"lr": 0.5, "flip": 0, "name": "finetune"},  # a bool is not a number
+        {"lr": 0.5, "flip": False, "name": "finetune2"},
+    ]
+    keys = {cell_key({**base, "method": m}) for m in others} | {cell_key(base)}
+    assert len(keys) == 5
+
+
+def test_normalise_never_rounds_two_strings_into_one_value():
+    from unlearnlab.store import normalise
+
+    assert normalise(["0.1", "1e-3", "10", "007", "+4.0", ".5", -0.0, 2.0, True, None]) == [
+        0.1, 0.001, 10, 7, 4, 0.5, 0, 2, True, None]
+    # strings a float cannot hold exactly stay strings: no two of them can collide
+    for s in ("1e999", "12345678901234567890e3", "1e-100000000", "nan", "inf", "0x10", "1_000", "3.0.1", "abc"):
+        assert normalise(s) == s
+    assert normalise("123456789012345678901234") == "123456789012345678901234"  # beyond 2**53: kept exact
+
+
+def test_file_digest_is_the_content_not_the_path(tmp_path):
+    from unlearnlab.store import file_digest
+
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("3\n5\n")
+    b.write_text("3\n5\n")
+    assert file_digest(a) == file_digest(b) == hashlib.sha256(b"3\n5\n").hexdigest()
+    a.write_text("3\n6\n")  # edited in place: same path, other content
+    assert file_digest(a) != file_digest(b)
+
+
+# -- every stored byte checked (issue 15, class 2) -------------------------------------------------
+def test_an_edited_metric_is_detected(tmp_path):
+    store = Store(tmp_path)
+    entry = save(store)
+    meta = json.loads((entry.path / "meta.json").read_text())
+    meta["metrics"]["test/acc"] = 0.99  # hand-edited: the file checksums still match
+    (entry.path / "meta.json").write_text(json.dumps(meta, indent=1))
+    with pytest.raises(CorruptEntryError, match=r"meta\.json checksum differs"):
+        store.load("retrain", "k1")
+    assert store.fetch("retrain", "k1") is None
+
+
+def test_meta_reformatted_but_unchanged_still_loads(tmp_path):
+    store = Store(tmp_path)
+    entry = save(store)
+    meta = json.loads((entry.path / "meta.json").read_text())
+    (entry.path / "meta.json").write_text(json.dumps(dict(reversed(list(meta.items())))))  # other order, no indent
+    assert store.load("retrain", "k1").meta["metrics"]["test/acc"] == 0.5
+
+
+def test_an_entry_is_used_only_under_the_key_it_records(tmp_path):
+    import shutil
+
+    store = Store(tmp_path)
+    entry = save(store, key="k1")
+    shutil.copytree(entry.path, tmp_path / "retrain" / "k2")  # a whole, intact entry under another key
+    assert store.has("retrain", "k2")
+    with pytest.raises(CorruptEntryError, match="meta.json records key k1, the entry is fetched as k2"):
+        store.load("retrain", "k2")
+    assert store.fetch("retrain", "k2") is None
+
+
+def test_the_recorded_spec_must_hash_to_the_key(tmp_path):
+    store = Store(tmp_path)
+    spec = {"kind": "retrain", "seed": 1}
+    key = cell_key(spec)
+    entry = store.save("retrain", key, {"spec": spec, "metrics": {}}, {"w": torch.ones(2)}, {"forget": torch.ones(2)})
+    assert entry.meta["spec"] == spec
+    with pytest.raises(ValueError, match="the spec hashes to"):
+        store.save("retrain", "0" * 24, {"spec": spec}, {"w": torch.ones(2)}, {"forget": torch.ones(2)})
+    # a forger who edits the spec and recomputes meta.json's own checksum is still caught by the key
+    from unlearnlab.store import meta_checksum
+
+    meta = json.loads((entry.path / "meta.json").read_text())
+    meta["spec"]["seed"] = 2
+    meta["meta_sha256"] = meta_checksum(meta)
+    (entry.path / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(CorruptEntryError, match=f"hashes to {cell_key({'kind': 'retrain', 'seed': 2})}, not {key}"):
+        store.load("retrain", key)
+
+
+def test_bytes_are_checked_as_they_are_read(tmp_path):
+    store = Store(tmp_path)
+    entry = store.load("retrain", save(store).path.name)
+    f = entry.path / "outputs.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0x01
+    f.write_bytes(bytes(data))  # changed between load() and reading the outputs
+    with pytest.raises(CorruptEntryError, match="changed after its entry was loaded"):
+        entry.outputs()
+
+
+# -- where the store is ----------------------------------------------------------------------------
+def test_store_path_empty_or_a_file_is_refused(tmp_path):
+    from unlearnlab.errors import ConfigError
+
+    for empty in ("", "  ", None):
+        with pytest.raises(ConfigError, match="paths.store is empty, so the store would land in the current folder"):
+            Store(empty)
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ConfigError, match=f"paths.store={f} is a file, not a folder"):
+        Store(f)
+    assert not (tmp_path / "missing").exists() and Store(tmp_path / "missing").root == tmp_path / "missing"
+
+
+# -- waiting on a lock (issue 15, class 6) -----------------------------------------------------------
+HOLDER = """
+import sys, time
+from unlearnlab.store import Store
+with Store(sys.argv[1]).lock("retrain", "k1"):
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_waiting_on_a_stopped_holder_says_what_and_how_long_then_times_out(tmp_path, caplog):
+    import logging
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from unlearnlab.store import LockTimeoutError
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)  # Ctrl-Z: alive, holding the lock, doing nothing
+        store = Store(tmp_path, lock_timeout=2.5, report_every=1.0)
+        start = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="unlearnlab.store"):
+            with pytest.raises(LockTimeoutError) as err:
+                with store.lock("retrain", "k1"):
+                    pass
+        waited = time.monotonic() - start
+        assert 2.5 <= waited < 10
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) >= 3, lines  # after ~1 s, then every second
+        assert all(re.match(rf"waiting \d+ s for retrain cell k1: its lock .*retrain-k1\.lock is held by pid {holder.pid} "
+                            rf"on .* since \d\d:\d\d:\d\d — that process is stopped: resume it \(kill -CONT {holder.pid}\) "
+                            rf"or end it", ln) for ln in lines), lines
+        assert [int(re.search(r"waiting (\d+) s", ln).group(1)) for ln in lines] == sorted(
+            int(re.search(r"waiting (\d+) s", ln).group(1)) for ln in lines)
+        assert str(err.value).startswith("gave up after ") and f"pid {holder.pid}" in str(err.value)
+    finally:
+        holder.send_signal(signal.SIGCONT)
+        holder.kill()
+        holder.wait()
+    with Store(tmp_path, lock_timeout=5).lock("retrain", "k1"):  # the holder died: free at once
+        assert (tmp_path / "locks" / "retrain-k1.owner").read_text().split()[1] == str(os.getpid())
+    assert not (tmp_path / "locks" / "retrain-k1.owner").exists()
