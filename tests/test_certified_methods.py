@@ -223,14 +223,17 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = results["methods"]
-    assert set(rows) == {"identity", "retrain", "newton", "newton_resampled", "noisy_newton", "descent_to_delete"}
-    for name in ("newton", "newton_resampled", "noisy_newton", "descent_to_delete"):
+    assert set(rows) == {"identity", "retrain", "newton", "noisy_newton", "noisy_newton_reference",
+                         "descent_to_delete", "descent_to_delete_reference"}
+    for name in ("newton", "noisy_newton", "descent_to_delete"):
         row = rows[name]
         for key in ("cert/epsilon", "cert/delta", "cert/residual", "cert/residual_bound",
-                    "audit/eps_mean", "audit/eps_above_cert", "audit/eps_above_cert_control"):
+                    "audit/eps_mean", "audit/p_value", "audit/eps_lb", "audit/eps_lb_max"):
             assert key in row, (name, key)
         assert row["cert/residual"] <= row["cert/residual_bound"]
-        assert 0 <= row["audit/eps_above_cert"] <= 1
+        assert row["audit/eps_lb_max"] == 0.0  # n_models=4: 2 held-out models per side prove nothing
+    for name in ("noisy_newton", "descent_to_delete"):
+        assert rows[f"{name}_reference"]["cert/sigma"] == rows[name]["cert/sigma"]
     assert rows["newton"]["cert/epsilon_expost"] <= rows["newton"]["cert/epsilon"]
     assert "cert/retrains" in rows["newton"]
     # the exact-retrain control is as accurate as the reference retrains

@@ -184,7 +184,10 @@ class ExactRetrain(UnlearningMethod):
 
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
-    def __init__(self, model, data, tol: float = 1e-10, **hparams) -> None:
+    def __init__(self, model, data, tol: float = 1e-10, architecture=None, **hparams) -> None:
+        # architecture: the generic retrain control's model config (it builds a fresh model);
+        # the exact fit starts from nothing, so it is accepted and unused
+        del architecture
         super().__init__(model, data, **{**hparams, "epochs": 0})
         self.tol = float(tol)
 
