@@ -2,16 +2,21 @@
 "stochastic re-initialisation, knowledge preserving, Gaussian noise, forget-remember cycles"):
 never reads the forget set.
 
-Sequence (run), for each of `cycles` cycles c = 0 … cycles−1:
-  1. forget (no fit): re-initialise a random fraction r_c of the entries of every eligible
-     weight — Conv2d and Linear weights except the classifier (last Linear) and projection
-     shortcuts (1×1 convs in `downsample`) — to fresh default-init values; r_c rises linearly
-     from `min_ratio` (10%) to `max_ratio` (30%) over the cycles ("progressively increasing").
-  2. remember, phase "cycle<c>": `epochs` epochs on retain images x + N(0, `noise_std`²)
-     (σ 0.1), loss = MSE(f(x̃), f_orig(x̃)) on the logits; labels are never used.
-Choices where the write-up gives no number: element-wise random masks, 3 cycles, SGD lr 0.01,
-momentum 0.9, wd 5e-4, cosine per cycle, 2 epochs per cycle, batch 64; both models see the
-same noisy image.
+Checked against: the authors' write-up, junhyunb.github.io/en/projects/neurips2023-unlearning
+(no code is public).
+
+Sequence (run), for each cycle c with `cycle_epochs[c]` epochs (default 1, 2, 2):
+  1. forget (no fit): draw `layers_per_cycle` (6) layers with replacement among the eligible
+     ones — Conv2d and Linear layers except the classifier (last Linear) and projection
+     shortcuts (1×1 convs in `downsample`) — and re-initialise each drawn layer's whole weight
+     (and bias) with the layer's default init (`reset_parameters`, seeded).
+  2. remember, phase "cycle<c>": on retain images x̃ = x + N(0, `noise_std`²) (σ 0.01), loss =
+     MSE(f(x̃), f_orig(x̃)) on the logits; labels are never used. lr 0.001.
+Where the write-up is silent (say so, numbers are not invented): the optimiser beyond its
+learning rate (SGD, momentum 0.9, wd 5e-4 here), the batch size (64), a schedule (none here),
+which init "re-initialise" means (PyTorch's default layer init here), whether BatchNorm layers
+are drawn (never here), and whether both networks see the same noisy image (yes here).
+Known deviations: none known beyond those silent points.
 """
 
 from __future__ import annotations
@@ -22,65 +27,53 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods.helpers import (
-    classifier,
-    default_init,
-    generator,
-    is_projection_shortcut,
-    weight_layers,
-)
 from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.helpers import classifier, generator, is_projection_shortcut, reset_layer, weight_layers
 
 
 class CyclicReinitMSE(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
-    def __init__(self, model, data, cycles: int = 3, min_ratio: float = 0.1, max_ratio: float = 0.3,
-                 noise_std: float = 0.1, **hparams) -> None:
+    def __init__(self, model, data, cycle_epochs: tuple[int, ...] = (1, 2, 2), layers_per_cycle: int = 6,
+                 noise_std: float = 0.01, **hparams) -> None:
         super().__init__(model, data, **hparams)
-        if cycles < 1 or not 0.0 <= min_ratio <= max_ratio <= 1.0:
-            raise ConfigError(f"method.cycles={cycles} must be ≥ 1 and 0 ≤ min_ratio ≤ max_ratio ≤ 1")
-        self.cycles, self.min_ratio, self.max_ratio = int(cycles), float(min_ratio), float(max_ratio)
-        self.noise_std = float(noise_std)
+        self.cycle_epochs = tuple(int(e) for e in cycle_epochs)
+        if not self.cycle_epochs or min(self.cycle_epochs) < 0 or layers_per_cycle < 0:
+            raise ConfigError(f"method.cycle_epochs={list(cycle_epochs)} needs ≥ 1 cycle of ≥ 0 epochs "
+                              f"and layers_per_cycle={layers_per_cycle} ≥ 0")
+        self.layers_per_cycle, self.noise_std = int(layers_per_cycle), float(noise_std)
         self.add_teacher("teacher", model)
         self.cycle = 0
-        self.reinit_counts: list[dict[str, int]] = []  # per cycle: layer -> entries re-initialised
-
-    def ratio(self, c: int) -> float:
-        if self.cycles == 1:
-            return self.min_ratio
-        return self.min_ratio + (self.max_ratio - self.min_ratio) * c / (self.cycles - 1)
+        self.reinit_layers: list[list[str]] = []  # per cycle: the layers drawn (with repeats)
 
     def eligible(self) -> list[tuple[str, torch.nn.Module]]:
         _, head = classifier(self.model)
         return [(n, m) for n, m in weight_layers(self.model) if m is not head and not is_projection_shortcut(n, m)]
 
     @torch.no_grad()
-    def _reinit(self, c: int) -> None:
+    def reinit(self, c: int) -> None:
+        layers = self.eligible()
         gen = generator(self.data.seed * 101 + c)
-        counts = {}
-        for i, (name, m) in enumerate(self.eligible()):
-            mask = (torch.rand(m.weight.shape, generator=gen) < self.ratio(c)).to(m.weight.device)
-            fresh = default_init(m, self.data.seed * 10_007 + c * 1000 + i)["weight"]
-            m.weight[mask] = fresh[mask]
-            counts[name] = int(mask.sum())
-        self.reinit_counts.append(counts)
+        draws = torch.randint(0, len(layers), (self.layers_per_cycle,), generator=gen).tolist()
+        for j, i in enumerate(draws):
+            reset_layer(layers[i][1], self.data.seed * 10_007 + c * 1000 + j)
+        self.reinit_layers.append([layers[i][0] for i in draws])
 
     def run(self, make_trainer) -> None:
-        for c in range(self.cycles):
+        for c, epochs in enumerate(self.cycle_epochs):
             self.cycle = c
-            self._reinit(c)
-            if self.epochs > 0:
+            self.reinit(c)
+            if epochs > 0:
                 self.phase = f"cycle{c}"
-                make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
+                make_trainer(max_epochs=epochs, phase=self.phase).fit(self)
 
     def train_dataloader(self):
         return self.data.batches("retain", self.batch_size, augment=self.augment, seed_offset=self.cycle)
 
     def training_step(self, batch, batch_idx):
         x, _ = batch
-        gen = torch.Generator(device=x.device)
-        gen.manual_seed(self.data.seed * 1_000_003 + self.cycle * 100_003 + self.current_epoch * 10_007 + batch_idx)
+        gen = generator(self.data.seed * 1_000_003 + self.cycle * 100_003 + self.current_epoch * 10_007 + batch_idx,
+                        x.device)
         x = x + self.noise_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
         with torch.no_grad():
             target = self.teacher()(x)
