@@ -25,6 +25,7 @@ TINY = {
     "salun": {"epochs": 1, "batch_size": 64},
     "scrub": {"epochs": 1, "msteps": 1, "batch_size": 64, "forget_batch_size": 32, "lr": 0.01},
     "bad_teacher": {"epochs": 1, "batch_size": 64, "lr": 1e-3},
+    "neggrad_plus": {"epochs": 1, "batch_size": 64},
     "boundary_shrink": {"epochs": 1, "batch_size": 64, "lr": 0.01},
 }
 LIMIT = 3
@@ -212,14 +213,83 @@ def test_bad_teacher_moves_forget_outputs_toward_random_teacher(digits_data, tra
     assert after < 0.8 * before, (before, after)
 
 
-def test_boundary_shrink_labels_are_wrong_and_forget_accuracy_falls(digits_data, trained_small_cnn):
+def test_boundary_shrink_labels_are_the_probe_argmax_and_failed_attacks_keep_the_true_label(digits_data, trained_small_cnn):
+    """TY-LEE-KR boundary_shrink(): label = argmax of the frozen probe on the FGSM input, so where
+    the attack fails the true label stays; batch 64 as its main.py."""
+    from unlearnlab.data.loader import normalise
+    from unlearnlab.methods.helpers import fgsm
+
+    assert _config("boundary_shrink", ())["batch_size"] == 64
     method = run_limited("boundary_shrink", digits_data, trained_small_cnn, 0, limit=2, epochs=3, batch_size=64, lr=0.05)
-    y = digits_data.parts["forget"][1]
-    assert bool((method.adv_labels != y).all())
-    assert 0.0 <= float(method.flip_rate) <= 1.0
+    x, y = digits_data.parts["forget"]
+    x = normalise(x, digits_data.mean, digits_data.std)
+    probe = model_from(trained_small_cnn)
+    expected = probe(fgsm(probe, x, y, 0.1, digits_data.mean, digits_data.std)).argmax(1)
+    assert torch.equal(method.adv_labels, expected)
+    kept = float((method.adv_labels == y).float().mean())
+    assert 0.0 < kept < 1.0  # some attacks fail (label kept), some succeed
+    assert float(method.flip_rate) == pytest.approx(1 - kept)
     before = accuracy(model_from(trained_small_cnn), digits_data, "forget")
     after = accuracy(method.model, digits_data, "forget")
     assert after < before - 0.1, (before, after)
+
+
+def test_random_labels_are_uniform_over_all_classes_as_salun(digits_data):
+    from unlearnlab.methods.helpers import generator, random_labels
+
+    y = torch.zeros(20_000, dtype=torch.long)
+    same = float((random_labels(y, 10, generator(0)) == y).float().mean())
+    assert same == pytest.approx(0.1, abs=0.01)  # torch.randint(0, C) as RL.py: ~1/C keep the true label
+    assert not bool((random_labels(y, 10, generator(0), exclude_true=True) == y).any())
+    assert _config("random_label", ())["exclude_true"] is False
+
+
+def test_scrub_runs_the_batch_sizes_its_notebook_loaders_use():
+    cfg = _config("scrub", ())
+    assert (cfg["forget_batch_size"], cfg["batch_size"]) == (512, 256)
+
+
+def test_neggrad_plus_defaults_are_the_scrub_repository_s(digits_data, trained_small_cnn):
+    cfg = _config("neggrad_plus", ())
+    assert {k: cfg[k] for k in ("optimizer", "lr", "momentum", "weight_decay", "scheduler", "epochs", "batch_size",
+                                "forget_batch_size", "alpha", "l2_to_original")} == {
+        "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, "scheduler": "none", "epochs": 10,
+        "batch_size": 128, "forget_batch_size": 64, "alpha": 0.95, "l2_to_original": 0.1}
+    method = run_limited("neggrad_plus", digits_data, trained_small_cnn, 0, limit=3, epochs=1)
+    moved = sum(float(((p - p0) ** 2).sum()) for p, p0 in zip(method.model.parameters(), method._theta0))
+    assert moved > 0 and float(method.l2_penalty()) == pytest.approx(moved, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["retrain", "bad_teacher"])
+def test_fresh_networks_start_as_the_reference_retrained_models_do(name, digits_data, trained_small_cnn):
+    """The retrain control and bad_teacher's incompetent teacher are built as cells.py builds the
+    reference retrained models: L.seed_everything(seed), then build_model(model config)."""
+    from unlearnlab.models import build_model
+
+    method = build(name, digits_data, trained_small_cnn, seed=5, epochs=0)
+    net, seed = (method.model, 5) if name == "retrain" else (method.teacher("bad"), 6)
+    L.seed_everything(seed, verbose=False)
+    reference = build_model({"name": "small_cnn", "_target_": "unlearnlab.models.small_cnn.SmallCNN", "width": 16},
+                            digits_data.input_shape, 10)
+    for k, v in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v), k
+
+
+def test_fresh_init_follows_the_model_s_own_scheme_on_resnet18(digits_data):
+    """On torchvision's ResNet the constructor's init (kaiming-normal fan_out convs) differs from
+    reset_parameters(): the fresh network must carry the constructor's."""
+    from unlearnlab.methods.helpers import fresh_init
+    from unlearnlab.models import build_model
+
+    arch = {"name": "resnet18", "_target_": "unlearnlab.models.resnet.resnet18"}
+    L.seed_everything(3, verbose=False)
+    reference = build_model(arch, (3, 32, 32), 10)
+    net = build_model(arch, (3, 32, 32), 10)
+    fresh_init(net, arch, (3, 32, 32), 10, 3)
+    for k, v in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[k], v), k
+    w = net.layer1[0].conv1.weight
+    assert float(w.std()) == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)  # kaiming-normal, fan_out
 
 
 PRESETS = [n for n in PEERS if (Path(__file__).resolve().parents[1] / "conf" / "method" / f"{n}_digits.yaml").exists()]
@@ -235,3 +305,13 @@ def test_digits_preset_composes(name):
     base, preset = method_config(name), method_config(f"{name}_digits")
     assert preset["name"] == f"{name}_digits" and preset["_target_"] == base["_target_"]
     assert set(preset) == set(base)
+
+
+@pytest.mark.parametrize("name", ["salun", "l1_sparse", "random_label", "neggrad"])
+def test_cifar10_presets_unlearn_on_crop_and_flip(name):
+    """SalUn / Unlearn-Sparse keep the CIFAR train transform (RandomCrop(32, 4) + flip) on the
+    sets they unlearn on; NAME_cifar10 does the same, the rest is NAME's."""
+    base, preset = method_config(name), method_config(f"{name}_cifar10")
+    assert (preset["crop_padding"], preset["flip"]) == (4, True)
+    assert {k: v for k, v in preset.items() if k not in ("name", "crop_padding", "flip")} == \
+        {k: v for k, v in base.items() if k not in ("name", "crop_padding", "flip")}

@@ -1,14 +1,18 @@
 """Bad Teacher / blindspot unlearning (Chundawat, Tarun, Mandal, Kankanhalli 2023, "Can Bad
-Teaching Induce Forgetting? Unlearning in Deep Networks using an Incompetent Teacher", AAAI;
-vikram2000b/bad-teaching-unlearning, unlearn.py).
+Teaching Induce Forgetting? Unlearning in Deep Networks using an Incompetent Teacher", AAAI).
 
-Two frozen teachers: the competent one (a copy of the original model) and an incompetent one
-(the same architecture, randomly initialised). The student (the model) is trained on one
-shuffled mix of the whole forget set and a random `retain_fraction` of the retain set (the
-source: 30%), minimising KL(teacher ‖ student) at temperature T, where the teacher is the
-incompetent one for forget examples and the competent one for retain examples. The source
-averages F.kl_div over every element ('mean'); here it is the KL per example ('batchmean'),
-i.e. the source's loss × C (with Adam this mostly rescales nothing)."""
+Checked against: vikram2000b/bad-teaching-unlearning unlearn.py (UnlearnerLoss, unlearning_step,
+blindspot_unlearner) and its CIFARSuper20_Rocket_Unlearn.ipynb (30% of retain, Adam 1e-4,
+1 epoch, batch 256, KL temperature 1, the incompetent teacher a freshly constructed network).
+
+Two frozen teachers: the competent one (a copy of the original model) and an incompetent one —
+the same architecture freshly built from `architecture` exactly as the reference retrained
+models are (cells.py: seeded, then build_model), from the cell seed + 1. The student (the model)
+is trained on one shuffled mix of the whole forget set and a random `retain_fraction` of the
+retain set, minimising F.kl_div(log_softmax(student/T), teacher_probs) with the source's default
+reduction (the mean over every element), where the teacher is the incompetent one for forget
+examples and the competent one for retain examples.
+Known deviations: none."""
 
 from __future__ import annotations
 
@@ -18,15 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods.helpers import TensorBatches, generator
+from unlearnlab.methods.helpers import TensorBatches, fresh_init, generator
 from unlearnlab.methods.base import UnlearningMethod
-from unlearnlab.methods.retrain import reinitialise
 
 
 class BadTeacher(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
-    def __init__(self, model, data, temperature: float = 1.0, retain_fraction: float = 0.3, **hparams) -> None:
+    def __init__(self, model, data, architecture, temperature: float = 1.0, retain_fraction: float = 0.3,
+                 **hparams) -> None:
         super().__init__(model, data, **hparams)
         if temperature <= 0 or not 0.0 <= float(retain_fraction) <= 1.0:
             raise ConfigError(f"method: need temperature > 0 and retain_fraction in [0, 1] "
@@ -34,9 +38,7 @@ class BadTeacher(UnlearningMethod):
         self.temperature, self.retain_fraction = float(temperature), float(retain_fraction)
         self.add_teacher("good", model)
         bad = self.add_teacher("bad", model)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(data.seed + 1)
-            reinitialise(bad)
+        fresh_init(bad, architecture, data.input_shape, data.num_classes, data.seed + 1)
 
     def _mixed_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         xf, _ = self.data.tensors("forget")
@@ -62,6 +64,6 @@ class BadTeacher(UnlearningMethod):
         x, is_forget = batch
         target = self.teacher_probs(x, is_forget)
         log_p = F.log_softmax(self.model(x) / self.temperature, dim=1)
-        loss = F.kl_div(log_p, target, reduction="batchmean")
+        loss = F.kl_div(log_p, target, reduction="mean")
         self.track(loss=loss)
         return loss

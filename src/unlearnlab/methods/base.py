@@ -61,6 +61,11 @@ class MethodData:
         return self._data.num_classes
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one example: a shape, not data, so always readable."""
+        return tuple(self._data.input_shape)
+
+    @property
     def pixel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalisation mean and std (1, C, 1, 1): statistics, not data, so always readable."""
         return self._data.mean, self._data.std

@@ -60,8 +60,10 @@ class TensorBatches:
             yield tuple(batch)
 
 
-def wrong_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator) -> torch.Tensor:
-    """A label drawn uniformly among the num_classes − 1 classes other than y, per example."""
+def random_labels(y: torch.Tensor, num_classes: int, gen: torch.Generator, exclude_true: bool = False) -> torch.Tensor:
+    """Per example, a label uniform over all classes, or (exclude_true) over the C − 1 others."""
+    if not exclude_true:
+        return torch.randint(0, num_classes, y.shape, generator=gen, device=y.device)
     shift = torch.randint(1, num_classes, y.shape, generator=gen, device=y.device)
     return (y + shift) % num_classes
 
@@ -98,6 +100,21 @@ def default_init(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
         torch.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF)
         fresh.reset_parameters()
     return {n: p.detach().to(next(module.parameters()).device) for n, p in fresh.named_parameters(recurse=False)}
+
+
+@torch.no_grad()
+def fresh_init(model: nn.Module, architecture, input_shape: tuple[int, ...], num_classes: int, seed: int) -> None:
+    """Give `model` the weights a freshly built `architecture` has under `seed` — exactly how
+    cells.py builds the reference retrained models (L.seed_everything(seed), then build_model),
+    so a model started from here is identically distributed with them. The global RNG is left
+    as it was."""
+    from unlearnlab.models import build_model
+
+    options = {k: v for k, v in dict(architecture).items() if k != "compile"}  # compiling keeps the weights
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        fresh = build_model(options, tuple(input_shape), int(num_classes))
+    model.load_state_dict(fresh.state_dict())
 
 
 @torch.no_grad()

@@ -1,4 +1,5 @@
-"""Control: the original model, unchanged — the worst case every method should beat."""
+"""Control: the original model, unchanged — the worst case every method should beat.
+No source; no training."""
 
 from __future__ import annotations
 

@@ -1,7 +1,13 @@
-"""ℓ1-sparse unlearning (Jia et al. 2023, "Model Sparsity Can Simplify Machine Unlearning";
-OPTML-Group/Unlearn-Sparse, FT_l1 in optim/unlearn/FT.py): fine-tune on retain with
-CE + α_t‖θ‖₁, where α_t = α·(1 − epoch/epochs) decays linearly to 0 over the epochs (the
-source's schedule, per epoch, no_l1_epochs = 0); ‖θ‖₁ sums every parameter."""
+"""ℓ1-sparse unlearning (Jia et al. 2023, "Model Sparsity Can Simplify Machine Unlearning").
+
+Checked against: OPTML-Group/Unlearn-Sparse unlearn/FT.py (FT_iter with_l1, l1_regularization)
+and README.MD (FT: unlearn_lr 0.01, 10 epochs).
+
+Fine-tune on retain with CE + α_t‖θ‖₁, where α_t = α·(1 − epoch/epochs) decays linearly to 0
+over the epochs (the source's schedule, per epoch, no_l1_epochs = 0); ‖θ‖₁ sums |p| over every
+parameter (torch.linalg.norm(cat, ord=1) in the source).
+Known deviations: none in the algorithm; α = 5e-4 is the paper's value — the repository's
+scripts pass --alpha per run, so the default is not checked against code."""
 
 from __future__ import annotations
 

@@ -1,6 +1,10 @@
-"""NegGrad / gradient ascent (GA; Thudi et al. 2022, as in SalUn's and Unlearn-Sparse's GA
-baseline): maximise cross-entropy on the forget set, loss = −CE_forget. Unbounded: keep the
-learning rate small and the epochs few, or the model is destroyed."""
+"""NegGrad / gradient ascent (GA; Thudi et al. 2022).
+
+Checked against: OPTML-Group/Unlearn-Saliency Classification/unlearn/GA.py (loss = −CE on the
+forget loader, model.train()) and its README (GA: unlearn_lr 1e-4, 5 epochs).
+
+Maximise cross-entropy on the forget set, loss = −CE_forget. Unbounded: keep the learning rate
+small and the epochs few, or the model is destroyed. Known deviations: none."""
 
 from __future__ import annotations
 

@@ -1,21 +1,20 @@
 """Control: retraining from scratch on the retain set, run as if it were an unlearning method.
 
-Its seeds differ from the reference retrained models', so the audit sees two independent
-samples of the same distribution — the best case, and the floor of the estimator's bias.
+The model is re-initialised exactly as the reference retrained models are built (cells.py:
+L.seed_everything(cell seed), then build_model(model config)), from this cell's seed, and trained
+with the study's recipe. So the audit sees two independent samples of the same distribution —
+the best case, and the floor of the estimator's bias.
+
+Known deviations: none (checked against cells.py's retrain cells).
 """
 
 from __future__ import annotations
 
 from unlearnlab.methods.finetune import Finetune
-
-
-def reinitialise(model) -> None:
-    for module in model.modules():
-        if hasattr(module, "reset_parameters") and module is not model:
-            module.reset_parameters()
+from unlearnlab.methods.helpers import fresh_init
 
 
 class Retrain(Finetune):
-    def __init__(self, model, data, **hparams) -> None:
-        reinitialise(model)
+    def __init__(self, model, data, architecture, **hparams) -> None:
         super().__init__(model, data, **hparams)
+        fresh_init(self.model, architecture, data.input_shape, data.num_classes, data.seed)

@@ -1,15 +1,20 @@
 """SalUn (Fan et al. 2024, "SalUn: Empowering Machine Unlearning via Gradient-based Weight
-Saliency"; OPTML-Group/Unlearn-Saliency, Classification/generate_mask.py + unlearn/RL.py).
+Saliency").
 
-1. Saliency mask (on_fit_start, no gradient step): g = ∇θ CE(forget) at the original weights
-   (eval mode, summed over the whole forget set); the mask keeps the top `mask_fraction` of
-   |g| over *all* parameters pooled together (the source's hard mask, threshold 0.5).
-2. Random-label unlearning (random_label.py: forget with random wrong labels, then retain)
-   that updates only masked weights: the gradients of masked-out weights are zeroed before
-   each step, and after each step they are restored to their original values and their
-   optimizer state (momentum, Adam moments) is cleared — weight decay inside the step cannot
-   move them either. Masked-out parameters therefore end exactly where they started (BatchNorm
-   running statistics are buffers, not weights, and do update, as in the source)."""
+Checked against: OPTML-Group/Unlearn-Saliency Classification/generate_mask.py
+(save_gradient_ratio) and Classification/unlearn/RL.py (masked random-label unlearning,
+_apply_mask_to_grads, _restore_masked_params).
+
+1. Saliency mask (before_fit, no gradient step): g = Σ over forget batches of ∇θ mean CE at the
+   original weights (eval mode, batches of `batch_size`); the mask keeps the top
+   `mask_fraction` of |g| over *all* parameters pooled together (the source's hard mask 0.5).
+2. Random-label unlearning (random_label.py: forget with random labels, then retain) that
+   updates only masked weights: the gradients of masked-out weights are zeroed before each
+   step, and after each step they are restored to their original values and their optimizer
+   state (momentum) is cleared — weight decay inside the step cannot move them either.
+   Masked-out parameters therefore end exactly where they started (BatchNorm running
+   statistics are buffers, not weights, and do update, as in the source).
+Known deviations: none (the source's −CE sign for the mask does not change |g|)."""
 
 from __future__ import annotations
 
@@ -40,7 +45,7 @@ class SalUn(RandomLabel):
             for start in range(0, len(y), self.batch_size):
                 xb = x[start : start + self.batch_size].to(self.device)
                 yb = y[start : start + self.batch_size].to(self.device)
-                F.cross_entropy(self.model(xb), yb, reduction="sum").backward()
+                F.cross_entropy(self.model(xb), yb).backward()
         self.model.train(was_training)
         grads = {n: (p.grad.abs() if p.grad is not None else torch.zeros_like(p)) for n, p in params.items()}
         self.model.zero_grad(set_to_none=True)

@@ -1,14 +1,22 @@
 """SCRUB (Kurmanji, Triantafillou, Hayes, Triantafillou 2023, "Towards Unbounded Machine
-Unlearning"; meghdadk/SCRUB, scrub.py + helper/loops.py train_distill).
+Unlearning").
 
-Teacher = frozen copy of the original model; student = the model. For each of `epochs`
-rounds r = 0, 1, …:
+Checked against: meghdadk/SCRUB large_scale_unlearning.ipynb (its SCRUB cell and loaders) and
+thirdparty/repdistiller/helper/loops.py train_distill, distiller_zoo/KD.py DistillKL.
+
+Teacher = frozen copy of the original model (eval mode); student = the model (train mode). For
+each of `epochs` rounds r = 0, 1, …:
   - while r < msteps, a "max" phase: one pass over forget maximising KL_T(student‖teacher)
     (loss = −KL), batches of `forget_batch_size`;
   - then a "min" phase: one pass over retain minimising γ·CE + α·KL_T, batches of `batch_size`.
 Each phase is its own 1-epoch fit (logged as max/… and min/…), all sharing ONE optimizer and
 scheduler, created at the first fit, so momentum carries across phases as in the source.
-KL_T is RepDistiller's DistillKL (KL(p_teacher ‖ p_student) at temperature T, ·T²)."""
+KL_T is RepDistiller's DistillKL (KL(p_teacher ‖ p_student) at temperature T, ·T²).
+Batch sizes: the notebook sets sgda_batch_size 128 and del_batch_size 32, but its loaders never
+read them — forget_loader is built with batch 512 and retain_loader with 256, and those are what
+its SCRUB loop runs; so the defaults here are 512 and 256. Its lr_decay_epochs [3, 5, 9] never
+fire within 3 epochs (scheduler none).
+Known deviations: none."""
 
 from __future__ import annotations
 
@@ -28,7 +36,7 @@ class Scrub(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
     def __init__(self, model, data, msteps: int = 2, temperature: float = 4.0, gamma: float = 0.99,
-                 alpha: float = 0.001, forget_batch_size: int = 32, **hparams) -> None:
+                 alpha: float = 0.001, forget_batch_size: int = 512, **hparams) -> None:
         super().__init__(model, data, **hparams)
         if msteps < 0 or forget_batch_size < 1 or temperature <= 0:
             raise ConfigError(f"method: need msteps ≥ 0, forget_batch_size ≥ 1, temperature > 0 "
