@@ -139,7 +139,7 @@ def test_pairwise_tests_find_two_groups():
     base = rng.normal(0, 2, 20)
     side = lambda s: base + s + 0.5 * rng.standard_normal((8, 1)) + rng.standard_normal((8, 20))  # noqa: E731
     confs = {"good": side(0.0), "good2": side(0.0), "bad": side(2.5)}
-    assert permutations_for(3) == 99 and permutations_for(10) == 199
+    assert permutations_for(3) == 59 and permutations_for(10) == 199  # 1/(K+1) ≤ 0.05 / pairs
     res = pairwise_tests(side(0.0), confs, n_permutations=79, seed=0)
     assert res.names == ("good", "good2", "bad")
     assert res.p_values[0, 2] == pytest.approx(1 / 80) and res.p_values[1, 2] == pytest.approx(1 / 80)
