@@ -185,7 +185,7 @@ def test_wandb_audit_run_has_scalars_histograms_and_images(tmp_path):
     with _no_warning():
         tracker.audit("audit-synthetic", report.scalars, report.rows, report.histograms, report.images)
     (run,) = run_dirs(tmp_path)
-    assert run_info(run)["job_type"] == "audit" and run_info(run)["group"] == "synthetic-study"
+    assert run_info(run)["job_type"] == "study" and run_info(run)["group"] == "synthetic-study"
     check_wandb_audit_run(run, results)
 
 
@@ -247,6 +247,7 @@ def test_cli_study_writes_report_and_logs_images(tmp_path):
         assert key in row, key
     md = check_report_files(out, public, n_methods=2)
     assert "dataset:" in md and "name: digits" in md
-    audit_runs = [r for r in run_dirs(out) if run_info(r)["job_type"] == "audit"]
-    assert len(audit_runs) == 1
-    check_wandb_audit_run(audit_runs[0], public)
+    study_runs = [r for r in run_dirs(out) if run_info(r)["job_type"] == "study"]
+    assert len(study_runs) == 1
+    check_wandb_audit_run(study_runs[0], public)
+    assert len([r for r in run_dirs(out) if run_info(r)["job_type"] == "audit"]) == 2  # finetune, retrain

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["n_models=4", "train.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1"]
+TINY = ["n_models=4", "train.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1",
+        "logger.cell_runs=true"]  # per-cell W&B runs are off by default (logger.cell_runs)
 
 
 def unlearnlab(root: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -114,9 +115,10 @@ def test_wandb_runs_hold_what_results_json_says(default_study):
     runs = run_dirs(root / "out")
     infos = [run_info(r) for r in runs]
     job_types = sorted(i["job_type"] for i in infos)
-    assert job_types == sorted(["original"] + ["retrain"] * 4 + ["unlearn"] * 16 + ["audit"])
+    # one run per cell, one `audit` run per method (unprefixed keys), one `study` run (prefixed keys, table)
+    assert job_types == sorted(["original"] + ["retrain"] * 4 + ["unlearn"] * 16 + ["audit"] * 4 + ["study"])
     assert {i["group"] for i in infos} == {results["study"]}
-    audit_run = runs[[i["job_type"] for i in infos].index("audit")]
+    audit_run = runs[[i["job_type"] for i in infos].index("study")]
     logged = summary(audit_run)
     for method, row in results["methods"].items():
         for metric, value in row.items():

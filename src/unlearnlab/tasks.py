@@ -27,7 +27,7 @@ def study(cfg: DictConfig, compute: bool = True) -> float | None:
     path = write_results(results, pipe.output_dir)
     print_results(console, results)
     report = write_report(results, cfg, pipe.output_dir)
-    pipe.tracker.audit(f"audit-{cfg.study_name}", report.scalars, report.rows, report.histograms, report.images)
+    pipe.tracker.log_study(results, report, [path])  # one `audit` run per method + the `study` run (+ artifact)
     console.print(f"results: {path}\nreport:  {report.markdown}")
     if cfg.get("method") is not None:
         return results["methods"][cfg.method.name].get("audit/score")
@@ -39,6 +39,7 @@ TASKS = {
     "study": study,
     "cell": "unlearnlab.sweep:cell_task",
     "audit": "unlearnlab.sweep:audit_task",
+    "plan": "unlearnlab.plan_task:plan_task",
     "bench": "unlearnlab.bench:bench_task",
     "verify": "unlearnlab.verify:verify_task",
 }
