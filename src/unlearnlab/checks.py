@@ -7,7 +7,7 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 
 - code: every `_target_`, `hydra.*` included (registry.check_targets); Hydra's logging config
   (no factories, known handler classes, log files only in the run's output folder), the
-  environment variables `hydra.job.env_set` may set;
+  environment variables `hydra.job.env_set` may set, submitit's shell fields (command line only);
 - paths and names: `paths.*` not empty, `paths.store` not a file; config values that become
   folder names (`errors.safe_name`);
 - sizes: n_models, and every epochs / batch size / learning rate / weight decay of the recipe
@@ -56,6 +56,7 @@ LOG_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler", "loggin
                          "colorlog.ColoredFormatter"})
 LOG_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
 LOG_FILE_PREFIXES = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
+SHELL_KEYS = ("setup", "srun_args", "additional_parameters")  # submitit launcher fields that reach a shell
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -112,10 +113,26 @@ def check_hydra(h: DictConfig) -> None:
                 f"hydra.job.env_set.{name} is refused: a config may set only thread counts, CUDA_VISIBLE_DEVICES "
                 f"and WANDB_MODE/WANDB_SILENT; set {name} in your shell if you mean it"
             )
+    _check_launcher_shell(h)
     if h.get("job") is not None and h.job.get("name") is not None:
         safe_name(h.job.name, "hydra.job.name")
     if h.get("output_subdir") is not None:
         safe_name(h.output_subdir, "hydra.output_subdir")
+
+
+def _check_launcher_shell(h: DictConfig) -> None:
+    """submitit writes these into each job's sbatch script (`setup` lines run as shell commands):
+    only the user's own command line may set them, never a config file or preset."""
+    launcher = h.get("launcher")
+    if launcher is None or not str(launcher.get("_target_", "")).startswith("hydra_plugins.hydra_submitit_launcher."):
+        return
+    typed = {str(o).split("=", 1)[0].lstrip("+~") for o in (h.get("overrides", {}).get("hydra") or [])}
+    for key in SHELL_KEYS:
+        if launcher.get(key) and f"hydra.launcher.{key}" not in typed:
+            raise ConfigError(
+                f"hydra.launcher.{key} is set by a config file, and submitit puts it into each job's batch script "
+                f"(shell commands); give it on the command line (hydra.launcher.{key}=...) if you mean it"
+            )
 
 
 def _check_logging(node: Any, where: str) -> None:
