@@ -30,18 +30,19 @@ class OptimSettings:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: str = "cosine"  # cosine (per step) | cosine_epoch (per epoch, T_max = epochs) | none
 
     def __post_init__(self) -> None:
         if self.optimizer not in _OPTIMIZERS:
             raise ConfigError(f"optimizer {self.optimizer!r} is unknown; use one of {sorted(_OPTIMIZERS)}")
         if self.lr < 0 or self.weight_decay < 0:
             raise ConfigError(f"lr={self.lr} and weight_decay={self.weight_decay} must be ≥ 0")
-        if self.scheduler not in ("cosine", "none"):
-            raise ConfigError(f"scheduler {self.scheduler!r} is unknown; use cosine or none")
+        if self.scheduler not in ("cosine", "cosine_epoch", "none"):
+            raise ConfigError(f"scheduler {self.scheduler!r} is unknown; use cosine, cosine_epoch or none")
 
-    def build(self, params, total_steps: int):
-        """Lightning's configure_optimizers return value for these settings."""
+    def build(self, params, total_steps: int, epochs: int = 1):
+        """Lightning's configure_optimizers return value for these settings. `cosine_epoch` is
+        torch's CosineAnnealingLR(T_max=epochs) stepped once per epoch, as several sources use it."""
         cls = _OPTIMIZERS[self.optimizer]
         kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "sgd":
@@ -49,8 +50,9 @@ class OptimSettings:
         opt = cls(params, **kwargs)
         if self.scheduler == "none":
             return opt
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+        per_epoch = self.scheduler == "cosine_epoch"
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs if per_epoch else total_steps))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch" if per_epoch else "step"}}
 
 
 class EpochMetrics(L.LightningModule):

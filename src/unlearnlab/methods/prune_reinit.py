@@ -1,18 +1,26 @@
-"""NeurIPS 2023 unlearning challenge, 4th place (SPECS §4.4): reset almost every weight, then
-fine-tune on retain toward the original model's confidence.
+"""NeurIPS 2023 unlearning challenge, 4th place (SPECS §4.4, "PRMQ": prune, retrain, mask,
+quantise): reset almost every weight, then fine-tune on retain toward the original model's
+confidence.
+
+Checked against: xcadet/deepunlearn munl/unlearning/kgltop4.py (KGLTop4: prune_model,
+entropy_loss_fn, get_class_weights, the fp16 round trip).
 
 Sequence (run):
   1. reset (no fit): global L1 ranking over every Conv2d/Linear weight and bias; the
-     `prune_amount` (99%) smallest |w| are reset — weights to their layer's default init
-     (uniform ±1/√fan_in), biases to 0.
-  2. phase "finetune", `epochs` epochs on retain: loss = CE with class weights N_c^−0.1
-     (N_c: retain count of class c) + mean (H(f(x)) − H(f_orig(x)))², H the softmax entropy.
-Defaults: the entry's notebook as in munl KGLTop4 (SGD 5e-4, momentum 0.9, wd 5e-4, batch 64,
-3.2 epochs — whole epochs here, so 3; the final fp16 round-trip of the notebook is not applied).
+     `prune_amount` (99%) smallest |w| are reset — weights to U(±1/√fan_in) (the source's
+     rand_init, the layer's default-init distribution), biases to 0.
+  2. phase "finetune" on retain for `epochs` epochs (3.2: fractional, as the source — it stops
+     after int(batches per epoch · epochs) + 1 steps): loss = CE with class weights N_c^−0.1
+     (N_c: retain count of class c) + MSE(H(f(x)), H(f_orig(x))), H the softmax entropy; SGD
+     5e-4, momentum 0.9, wd 5e-4, batch 64, no schedule.
+  3. quantise: every floating tensor of the model goes through fp16 and back (net.to(half)
+     then to(float) in the source).
+Known deviations: none.
 """
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -26,8 +34,10 @@ class PruneReinit(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
 
     def __init__(self, model, data, prune_amount: float = 0.99, class_weight_power: float = -0.1,
-                 **hparams) -> None:
-        super().__init__(model, data, **hparams)
+                 epochs: float = 3.2, **hparams) -> None:
+        super().__init__(model, data, epochs=math.ceil(float(epochs)), **hparams)
+        self.epoch_budget = float(epochs)
+        self.max_steps = 0
         self.prune_amount, self.class_weight_power = float(prune_amount), float(class_weight_power)
         self.add_teacher("teacher", model)
         self.reset_fraction = 0.0
@@ -61,7 +71,17 @@ class PruneReinit(UnlearningMethod):
         self.class_weights = counts.pow(self.class_weight_power)
         self.phase = "finetune"
         if self.epochs > 0:
+            batches = -(-self.data.size("retain") // self.batch_size)
+            self.max_steps = int(batches * self.epoch_budget) + 1
             make_trainer(max_epochs=self.epochs, phase=self.phase).fit(self)
+        with torch.no_grad():
+            for t in self.model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+
+    def on_train_batch_end(self, outputs, batch, batch_idx) -> None:
+        if self.global_step >= self.max_steps:
+            self.trainer.should_stop = True
 
     def train_dataloader(self):
         return self.data.batches("retain", self.batch_size, augment=self.augment)

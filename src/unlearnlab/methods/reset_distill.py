@@ -2,15 +2,21 @@
 layer, warm up by distillation on the validation set, then fine-tune on retain with CE and
 distillation from the original.
 
+Checked against: xcadet/deepunlearn munl/unlearning/kgltop6.py (KGLTop6, "adapted from
+kaggle.com/code/stathiskaripidis/unlearning-by-resetting-layers-7th-on-private-lb").
+
 Sequence (run):
   1. reset (no fit): the first Conv2d/Linear and the classifier (last Linear) get their
      default init (seeded); the original model is kept, frozen, as the teacher.
   2. phase "warmup", `warmup_epochs` epochs on the validation set (no labels used):
-     KL(teacher_T ‖ student_T) at temperature T (SGD `warmup_lr`, no scheduler).
+     KL(teacher_T ‖ student_T) at temperature T, batch mean (SGD `warmup_lr`, momentum, weight
+     decay, no scheduler).
   3. phase "finetune", `epochs` epochs on retain: CE(y) + soft CE(teacher_T, student_T)
-     + KL(teacher_T ‖ student_T) (SGD `lr`, cosine).
-Defaults: the entry's notebook (Kaggle "unlearning by resetting layers", as in munl KGLTop6):
-T 5, 3 + 3 epochs, warm-up lr 9e-4, lr 1e-3, momentum 0.9, wd 5e-4, batch 64.
+     + KL(teacher_T ‖ student_T) (SGD `lr`, momentum, weight decay; cosine over the epochs,
+     stepped once per epoch as the source's CosineAnnealingLR(T_max=retain_epochs)).
+Defaults (KGLTop6): T 5, 3 + 3 epochs, warm-up lr 9e-4, lr 1e-3, momentum 0.9, wd 5e-4, batch 64.
+Known deviations: none (the source resets `conv1`/`fc` by name; here the first weight layer and
+the last Linear, the same layers on a ResNet).
 """
 
 from __future__ import annotations
@@ -78,4 +84,4 @@ class ResetDistill(UnlearningMethod):
         o = self.optim
         if self.phase == "warmup":
             return OptimSettings(o.optimizer, self.warmup_lr, o.momentum, o.weight_decay, "none").build(params, 1)
-        return o.build(params, self.trainer.estimated_stepping_batches)
+        return o.build(params, self.trainer.estimated_stepping_batches, self.epochs)

@@ -2,18 +2,24 @@
 retrain from the original with every Conv2d kernel transposed; the other half fine-tune with
 pseudo-labels.
 
+Checked against: xcadet/deepunlearn munl/unlearning/kgltop5.py (KGLTop5, the transpose branch
+only: rotate_weight swapaxes(2, 3), SGD 1e-3, momentum 0.9, wd 5e-4, 3 epochs, batch 64,
+CosineAnnealingLR(T_max=epochs) stepped per epoch). The pseudo-label branch is not in any public
+code; it follows the challenge paper's one-line description (Triantafillou et al. 2024).
+
 Branch per model (`branch: auto`): the parity of one draw from a generator seeded with the
 cell seed — even: "transpose", odd: "pseudo" — so over many cells about half take each branch,
 and a given cell always takes the same one. `branch: transpose|pseudo` forces one.
 
 - transpose: every Conv2d weight (out, in, kh, kw) becomes its spatial transpose (kh ↔ kw;
   a non-square kernel also swaps kernel_size and padding), then phase "finetune": CE on
-  retain (munl KGLTop5: SGD 1e-3, momentum 0.9, wd 5e-4, cosine, 3 epochs, batch 64).
+  retain with KGLTop5's optimiser and per-epoch cosine.
 - pseudo: the original model labels the forget set once; the forget examples it predicts
   wrongly with confidence ≥ `confidence` keep that wrong prediction as their label, the others
-  are dropped (a detail not public; chosen so that true forget labels are never re-taught).
-  Phase "finetune": CE on retain + `pseudo_weight`·CE on those pseudo-labelled examples (one
-  pseudo batch per retain batch, cycled).
+  are dropped (the source gives no rule: chosen so that true forget labels are never
+  re-taught). Phase "finetune": CE on retain + `pseudo_weight`·CE on those pseudo-labelled
+  examples (one pseudo batch per retain batch, cycled), same optimiser.
+Known deviations: the pseudo branch's details (confidence 0.9, weight 1) are not from a source.
 """
 
 from __future__ import annotations
@@ -102,3 +108,6 @@ class TransposedPseudo(UnlearningMethod):
         loss = F.cross_entropy(self.model(x), y)
         self.track(loss=loss)
         return loss
+
+    def configure_optimizers(self):
+        return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches, self.epochs)
