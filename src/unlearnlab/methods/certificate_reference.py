@@ -21,11 +21,11 @@ import torch
 
 from unlearnlab.models.logreg import DTYPE, fit_exact
 from unlearnlab.methods.descent_to_delete import DescentToDelete
-from unlearnlab.methods.newton import GROUP, removal_problem
+from unlearnlab.methods.newton import GROUP, SIGMA_HELP, removal_problem
 from unlearnlab.methods.noisy_newton import NoisyNewton
 from unlearnlab.metrics import Metric
 
-REFERENCE_METRICS = (Metric("cert/sigma", "std of the output noise the reference adds (the method's σ)", group=GROUP),)
+REFERENCE_METRICS = (Metric("cert/sigma", SIGMA_HELP, group=GROUP),)
 
 
 class _OutputNoiseReference:

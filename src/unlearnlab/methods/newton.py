@@ -54,6 +54,9 @@ def batches_of(idx: torch.Tensor, size: int) -> list[torch.Tensor]:
 
 
 GROUP = "Certified removal"
+SIGMA_HELP = ("std of the mechanism's noise: newton's loss perturbation b; noisy_newton's, descent_to_delete's "
+              "(and their references') Gaussian output noise, calibrated from cert/epsilon, cert/delta and the "
+              "loss constants")
 
 
 def cert_metrics(*extra: Metric) -> tuple[Metric, ...]:
@@ -111,7 +114,7 @@ class Newton(ClosedFormRemoval):
     metrics: ClassVar[tuple[Metric, ...]] = cert_metrics(
         Metric("cert/epsilon_expost", "realised c·β/σ of the final model (≤ cert/epsilon): the data-dependent "
                "certificate of Guo et al.", group=GROUP),
-        Metric("cert/sigma", "std of the loss perturbation b", group=GROUP),
+        Metric("cert/sigma", SIGMA_HELP, group=GROUP),
         Metric("cert/residual_bound", "tracked bound β on the gradient residual", group=GROUP),
         Metric("cert/residual", "actual gradient residual ‖∇L(w; D∖F)‖ (≤ cert/residual_bound)", group=GROUP),
         Metric("cert/retrains", "exact retrains triggered by the budget", group=GROUP),

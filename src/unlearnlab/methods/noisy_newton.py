@@ -29,12 +29,11 @@ from unlearnlab.certified import (
     d2d_radius, feature_norm, gradient_residual, logistic_constants, noisy_newton_removal, sekhari_sigma,
     stored_hessian,
 )
-from unlearnlab.methods.newton import GROUP, ClosedFormRemoval, batches_of, cert_metrics, removal_problem
+from unlearnlab.methods.newton import GROUP, SIGMA_HELP, ClosedFormRemoval, batches_of, cert_metrics, removal_problem
 from unlearnlab.metrics import Metric
 
 NOISE_METRICS = (
-    Metric("cert/sigma", "std of the Gaussian output noise, calibrated from cert/epsilon, cert/delta and the "
-           "loss constants", group=GROUP),
+    Metric("cert/sigma", SIGMA_HELP, group=GROUP),
     Metric("cert/distance_bound", "bound on the distance of the un-noised output to the minimiser on D∖F",
            group=GROUP),
     Metric("cert/residual_bound", "gradient-residual bound the noise masks", group=GROUP),
