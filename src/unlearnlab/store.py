@@ -233,8 +233,8 @@ class CellLock:
     how long it has waited; with `timeout` (seconds) it gives up with LockTimeoutError. A lock
     whose holder died is free at once (the OS releases it), so only a live holder blocks."""
 
-    def __init__(self, path: Path, what: str, timeout: float | None, report_every: float) -> None:
-        self.path, self.what, self.timeout, self.report_every = path, what, timeout, report_every
+    def __init__(self, path: Path, what: str, timeout: float | None, report_every: float, entry: Path) -> None:
+        self.path, self.what, self.timeout, self.report_every, self.entry = path, what, timeout, report_every, entry
         self.owner = path.with_suffix(".owner")
         self._lock = FileLock(str(path))
 
@@ -255,7 +255,9 @@ class CellLock:
                     ) from None
                 step = self.report_every if self.timeout is None else max(0.05, min(self.report_every, self.timeout - waited))
             except OSError as err:
-                raise _store_write_error(err, self.path, self.path.parent.parent) from None
+                if _write_error(err) is None:
+                    raise
+                raise _store_write_error(err, self.entry, self.path.parent.parent) from None
         try:
             self.owner.write_text(f"{_HOST} {os.getpid()} {time.time():.0f}\n")
         except OSError:
@@ -336,7 +338,8 @@ class Store:
             if _write_error(err) is None:
                 raise
             raise _store_write_error(err, self.path(kind, key), self.root) from None
-        return CellLock(lock_dir / f"{kind}-{key}.lock", f"{kind} cell {key}", self.lock_timeout, self.report_every)
+        return CellLock(lock_dir / f"{kind}-{key}.lock", f"{kind} cell {key}", self.lock_timeout, self.report_every,
+                        self.path(kind, key))
 
     def load(self, kind: str, key: str, verify: bool = True) -> Entry:
         path = self.path(kind, key)
