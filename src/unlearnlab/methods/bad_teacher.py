@@ -64,6 +64,8 @@ class BadTeacher(UnlearningMethod):
         x, is_forget = batch
         target = self.teacher_probs(x, is_forget)
         log_p = F.log_softmax(self.model(x) / self.temperature, dim=1)
-        loss = F.kl_div(log_p, target, reduction="mean")
+        # the source's F.kl_div default ('mean': over every element), written out: torch plans
+        # to turn 'mean' into 'batchmean'
+        loss = F.kl_div(log_p, target, reduction="sum") / target.numel()
         self.track(loss=loss)
         return loss
