@@ -49,7 +49,9 @@ def sweep(tmp: Path, *overrides: str, name: str = "sweep", timeout: int = 400, c
 
 def entries(store: Path, kind: str) -> list[Path]:
     d = store / kind
-    return sorted(p for p in d.iterdir() if (p / "meta.json").is_file()) if d.is_dir() else []
+    # a writer killed mid-save leaves a `.tmp-*` folder: never an entry (the store removes it later)
+    return sorted(p for p in d.iterdir() if (p / "meta.json").is_file() and not p.name.startswith(".")) \
+        if d.is_dir() else []
 
 
 def computed(sweep_dir: Path) -> dict[str, int]:
@@ -219,6 +221,9 @@ def test_threads_come_from_the_cores_the_job_owns(monkeypatch):
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert job_cores() == cores
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")  # sbatch --cpus-per-task=1
+    assert job_cores() == 1
+    monkeypatch.delenv("SLURM_CPUS_PER_TASK")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what loky exports to each of its jobs: cores // n_jobs
     assert job_cores() == 1 and threads_per_worker(2) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "64")
@@ -370,6 +375,8 @@ def test_real_slurm_multirun_of_slices(tmp_path, slurm_cluster, sliced_reference
     logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
     assert len(logs) == 2
     assert all("cell finetune#" in p.read_text() for p in logs), r.stdout[-2000:]
+    # torch threads from SLURM's cpus_per_task=1, not the machine's cores
+    assert all("in 1 worker(s), 1 torch thread(s) each" in p.read_text() for p in logs)
 
 
 def _stamps(store: Path) -> dict[Path, tuple]:
