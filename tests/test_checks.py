@@ -51,6 +51,8 @@ def refused(*overrides: str) -> str:
     (["method=newton"], "method newton (Newton) applies to logreg models, but model=small_cnn is a network model; "
                         "use model=logreg train=exact"),
     (["split=index_file"], "split.path has no value (???); set it, e.g. split.path=VALUE"),
+    (["n_models=2", "audit=[competition,lower_bound]"], "audit lower_bound needs n_models ≥ 4 (LowerBoundAudit splits "
+                                                        "each side's models), got n_models=2"),
 ])
 def test_mistake_is_refused_in_one_line(overrides, expected):
     assert expected in refused(*overrides)

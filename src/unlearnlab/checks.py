@@ -17,7 +17,8 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 - arguments: each method's, audit's and the model's config keys bound to its class signature
   (`method.lrr=0.1` fails here, not after the original and N retrained models have trained);
 - fit: a method that declares the model kinds it applies to (`model_kinds`) against the
-  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit.
+  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit, and
+  n_models at least what each audit declares it needs (`min_models`, default 2).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ MODEL_KINDS_DECLARED_HERE: dict[str, frozenset[str]] = {
     "unlearnlab.methods.newton.ExactRetrain": frozenset({"logreg"}),
 }
 MODEL_KIND_DECLARED_HERE: dict[str, str] = {"unlearnlab.models.logreg.LogisticRegression": "logreg"}
+# Audits that need more than two models per side declare `min_models` (until then, here).
+MIN_MODELS_DECLARED_HERE: dict[str, int] = {"unlearnlab.audits.lower_bound.LowerBoundAudit": 4}
 DEFAULT_MODEL_KIND = "network"
 
 # Environment variables a config may set through hydra.job.env_set (anything else, e.g.
@@ -226,26 +229,44 @@ def check_sizes(view: _Resolver) -> None:
         raise ConfigError(f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models")
     check_hyperparameters(view.get("train"), "train")
     for where, mcfg in method_configs(view).items():
-        check_hyperparameters(mcfg, where)
+        target = mcfg.get("_target_")
+        fractional = float_arguments(target_object(target, f"config.{where}")) if isinstance(target, str) else set()
+        check_hyperparameters(mcfg, where, fractional)
 
 
-def check_hyperparameters(node: Any, where: str) -> None:
+def float_arguments(obj: Any) -> set[str]:
+    """Arguments an __init__ annotates as float (e.g. PruneReinit's `epochs: float = 3.2`, a
+    fractional epoch budget as its source has): epochs there need not be whole."""
+    found: dict[str, bool] = {}
+    for klass in getattr(obj, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        for p in list(inspect.signature(init).parameters.values())[1:]:
+            if p.name not in found and p.annotation is not p.empty:
+                found[p.name] = "float" in str(p.annotation)
+    return {name for name, is_float in found.items() if is_float}
+
+
+def check_hyperparameters(node: Any, where: str, fractional: set[str] = frozenset()) -> None:
     """Learning rates finite ≥ 0, epochs whole ≥ 0, batch sizes whole ≥ 1, weight decay ≥ 0
     (keys `lr`/`*_lr`, `epochs`/`*_epochs`, `batch_size`/`*_batch_size`, `weight_decay`; each
-    item of a list, e.g. `cycle_epochs: [1, 2, 2]`). None means the method's own default."""
+    item of a list, e.g. `cycle_epochs: [1, 2, 2]`). None means the method's own default; keys
+    in FRACTIONAL (annotated float by the class) may be fractional."""
     if not isinstance(node, dict):
         return
     for key, raw in node.items():
         items = enumerate(raw) if isinstance(raw, list) else [(None, raw)]
         for i, item in items:
-            _check_number(str(key), item, f"{where}.{key}" + ("" if i is None else f"[{i}]"))
+            _check_number(str(key), item, f"{where}.{key}" + ("" if i is None else f"[{i}]"), key in fractional)
 
 
-def _check_number(key: str, raw: Any, name: str) -> None:
+def _check_number(key: str, raw: Any, name: str, fractional: bool = False) -> None:
     value = _number(raw)
     if value is None or isinstance(value, bool) or key.startswith("_"):
         return
-    numeric, whole = isinstance(value, (int, float)), isinstance(value, int)
+    numeric = isinstance(value, (int, float)) and math.isfinite(value)
+    whole = isinstance(value, int) or (fractional and numeric)
     if key == "lr" or key.endswith("_lr") or key == "weight_decay":
         if not numeric or not (value >= 0 and math.isfinite(value)):
             raise ConfigError(f"{name}={raw} must be a finite number ≥ 0, e.g. {name}=0.01")
@@ -419,3 +440,20 @@ def check_audits(view: _Resolver, task: str) -> None:
             raise ConfigError(f"audit.{name} names no class; add audit.{name}._target_=unlearnlab.audits.MODULE.CLASS")
         obj = target_object(acfg["_target_"], f"config.audit.{name}")
         bind_arguments(obj, _arguments(acfg, ()), (), f"audit.{name}")
+        need, n = audit_min_models(obj), _number(view.get("n_models"))
+        if isinstance(n, int) and n < need and task in AUDITING_TASKS:
+            raise ConfigError(
+                f"audit {name} needs n_models ≥ {need} ({obj.__name__} splits each side's models), got n_models={n}; "
+                f"set n_models={need} or more, or leave it out (audit=[...])"
+            )
+
+
+def audit_min_models(cls: type) -> int:
+    """How many models per side an audit needs: its `min_models`, or 2."""
+    for klass in cls.__mro__:
+        if "min_models" in klass.__dict__:
+            return int(klass.__dict__["min_models"])
+        declared = MIN_MODELS_DECLARED_HERE.get(f"{klass.__module__}.{klass.__qualname__}")
+        if declared is not None:
+            return declared
+    return 2
