@@ -54,7 +54,9 @@ DEFAULT_MODEL_KIND = "network"
 
 # Environment variables a config may set through hydra.job.env_set (anything else, e.g.
 # LD_PRELOAD or PYTHONPATH, would change what code runs in this or a child process).
-ENV_SET_ALLOWED = re.compile(r"(OMP|MKL|OPENBLAS|NUMEXPR|VECLIB_MAXIMUM)_NUM_THREADS|CUDA_VISIBLE_DEVICES|WANDB_(MODE|SILENT)")
+ENV_SET_ALLOWED = re.compile(
+    r"(OMP|MKL|OPENBLAS|NUMEXPR|VECLIB_MAXIMUM)_NUM_THREADS|CUDA_VISIBLE_DEVICES|WANDB_(MODE|SILENT)"
+)
 LOG_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter",
                          "colorlog.ColoredFormatter"})
 LOG_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
@@ -149,7 +151,9 @@ def _check_logging(node: Any, where: str) -> None:
     for key, value in node.items():
         here = f"{where}.{key}"
         if key == "()":
-            raise ConfigError(f"{here}: logging factories ('()') are refused; use class: logging.StreamHandler or logging.FileHandler")
+            raise ConfigError(
+                f"{here}: logging factories ('()') are refused; use class: logging.StreamHandler or logging.FileHandler"
+            )
         if key == "class" and value not in LOG_CLASSES:
             raise ConfigError(f"{here}={value} is refused; use one of {sorted(LOG_CLASSES)}")
         if isinstance(value, str) and value.startswith("ext://") and value not in LOG_STREAMS:
@@ -192,7 +196,8 @@ def check_paths(view: _Resolver) -> None:
             continue
         value = view.get(f"paths.{key}")  # None while Hydra is composing and it needs ${hydra:...}
         if raw[key] is None or not str(raw[key]).strip() or (value is not None and not str(value).strip()):
-            raise ConfigError(f"paths.{key} is empty; set paths.{key}=DIR" + (" (or UNLEARNLAB_ROOT)" if key == "root" else ""))
+            hint = " (or UNLEARNLAB_ROOT)" if key == "root" else ""
+            raise ConfigError(f"paths.{key} is empty; set paths.{key}=DIR{hint}")
         if key == "store" and value is not None:
             check_root(value)
 
@@ -226,7 +231,9 @@ def check_sizes(view: _Resolver) -> None:
     weight decay: the one place these are range-checked."""
     n = _number(view.get("n_models"))
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
-        raise ConfigError(f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models")
+        raise ConfigError(
+            f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models"
+        )
     check_hyperparameters(view.get("train"), "train")
     for where, mcfg in method_configs(view).items():
         target = mcfg.get("_target_")
@@ -302,7 +309,9 @@ def check_trainer(trainer: Any) -> None:
     accepted = [p for p in inspect.signature(lightning.Trainer.__init__).parameters if p != "self"]
     for key in trainer:
         if key in TRAINER_SET_PER_FIT:
-            raise ConfigError(f"trainer.{key} is set by each fit (epochs from train/method, the logger from logger=); remove it")
+            raise ConfigError(
+                f"trainer.{key} is set by each fit (epochs from train/method, the logger from logger=); remove it"
+            )
         if key not in accepted:
             raise ConfigError(
                 f"trainer.{key} is not a lightning.Trainer argument{_did_you_mean('trainer', key, accepted)}"
