@@ -292,7 +292,7 @@ def _build_small(name, digits_data, state_dict, **overrides):
     return _build(name, digits_data, model, **overrides)
 
 
-@pytest.mark.parametrize("preset", ["prune_reinit_digits", "reset_noise_digits", "reset_distill_digits",
+@pytest.mark.parametrize("preset", ["prune_reinit_digits", "reset_noise_digits", "reset_distill_digits", "cyclic_reinit_mse_digits",
                                     "transposed_pseudo_digits"])
 def test_digits_presets_compose(preset):
     from conftest import method_config

@@ -296,7 +296,7 @@ PRESETS = [n for n in PEERS if (Path(__file__).resolve().parents[1] / "conf" / "
 
 
 def test_presets_exist_for_the_methods_that_need_them():
-    assert sorted(PRESETS) == ["bad_teacher", "boundary_shrink", "neggrad", "scrub"]
+    assert sorted(PRESETS) == ["bad_teacher", "boundary_shrink", "neggrad", "neggrad_plus", "scrub"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
