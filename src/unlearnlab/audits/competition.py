@@ -300,7 +300,7 @@ def permutation_test(
     retrain, unlearn = _checked(retrain_conf, unlearn_conf)
     k = _check_permutations(n_permutations)
     n = len(retrain)
-    F, _ = forgetting_quality(retrain, unlearn, delta)
+    F = quality(retrain, unlearn, delta)
     pooled = np.concatenate([retrain, unlearn])
     rng = np.random.default_rng(seed)
     null = np.array([_split_f(pooled, rng.permutation(2 * n), n, delta) for _ in range(k)])
