@@ -2,10 +2,11 @@
 
 Two things happen around Hydra:
 
-- every config Hydra composes (the run's, a multirun's, each sweep job's) goes through
-  `checks.check_config` before Hydra acts on it: before it configures logging from it,
-  instantiates its callbacks, launcher or sweeper, or starts the task. Hydra has no hook for
-  that, so `install_config_check` wraps its config loader's `load_configuration`;
+- every config Hydra composes (the run's, a multirun's, each sweep job's, and those composed
+  in-process by Hydra's compose API) goes through `checks.check_config` before Hydra acts on
+  it: before it configures logging from it, instantiates its callbacks, launcher or sweeper, or
+  starts the task. Hydra has no hook for that, so `install_config_check` wraps its config
+  loader's `load_configuration` (hydra-core is pinned; tests/test_security.py would notice);
 - errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
   ONE_LINE_ERRORS); anything else is a bug and keeps its traceback.
 """
@@ -13,6 +14,7 @@ Two things happen around Hydra:
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from pathlib import Path
 
@@ -75,6 +77,7 @@ def install_config_check() -> None:
     load = ConfigLoaderImpl.load_configuration
     if getattr(load, "_unlearnlab_checked", False):
         return
+    signature = inspect.signature(load)
 
     @functools.wraps(load)
     def checked(self, *args, **kwargs):
@@ -84,7 +87,11 @@ def install_config_check() -> None:
         try:
             check_config(cfg)
         except ConfigError as err:
-            fail(err)
+            # the command line (and each sweep job's config): one line, exit 2. Hydra's compose
+            # API (from_shell=False: an audit or plan composed in-process) gets the exception.
+            if signature.bind(self, *args, **kwargs).arguments.get("from_shell", True):
+                fail(err)
+            raise
         return cfg
 
     checked._unlearnlab_checked = True  # type: ignore[attr-defined]
