@@ -200,6 +200,10 @@ def check_paths(view: _Resolver) -> None:
             raise ConfigError(f"paths.{key} is empty; set paths.{key}=DIR{hint}")
         if key == "store" and value is not None:
             check_root(value)
+    timeout = _number(raw.get("lock_timeout"))
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not timeout > 0 or not math.isfinite(timeout)):
+        raise ConfigError(f"paths.lock_timeout={raw['lock_timeout']} must be a number of seconds > 0, or null (wait as long as it takes)")
 
 
 def check_names(cfg: DictConfig, view: _Resolver) -> None:
