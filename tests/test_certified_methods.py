@@ -234,6 +234,12 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
         assert row["audit/eps_lb_max"] == 0.0  # n_models=4: 2 held-out models per side prove nothing
     for name in ("noisy_newton", "descent_to_delete"):
         assert rows[f"{name}_reference"]["cert/sigma"] == rows[name]["cert/sigma"]
+        assert results["reference"][name] == f"{name}_reference"
+    assert results["reference"]["newton"] == "retrain"  # train=exact retrains: b drawn per cell
+    # n_models=4 can prove no ε > 0: every certificate is untestable, with the N that would test it
+    for name, needed in (("newton", 24), ("noisy_newton", 16), ("descent_to_delete", 16)):
+        assert rows[name]["cert/verdict"] == "not testable at this N", name
+        assert rows[name]["cert/n_needed"] == needed, name
     assert rows["newton"]["cert/epsilon_expost"] <= rows["newton"]["cert/epsilon"]
     assert "cert/retrains" in rows["newton"]
     # the exact-retrain control is as accurate as the reference retrains
