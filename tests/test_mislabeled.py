@@ -74,7 +74,7 @@ def _experiment(name: str, *overrides: str):
 
 def test_experiments_compose():
     cfg = _experiment("mislabeled_digits")
-    assert (cfg.split.kind, cfg.train.epochs, cfg.model.width, cfg.n_models) == ("mislabeled", 30, 16, 16)
+    assert (cfg.split.kind, cfg.train.epochs, cfg.model.width, cfg.n_models) == ("mislabeled", 30, 16, 8)
     every = _experiment("all_methods_mislabeled")
     assert every.split.kind == "mislabeled" and every.train.epochs == 30
     assert set(every.methods) == set(_experiment("all_methods_digits").methods)
@@ -107,8 +107,13 @@ def test_original_memorises_the_relabelled_examples_and_a_retrain_does_not():
                    for p in ("forget", "test")}
         return acc["forget"], acc["test"]
 
-    original, original_test = forget_acc("train", 0)
-    retrained, retrained_test = forget_acc("retain", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny convs: a 2nd thread gains nothing and stalls on a busy CPU
+    try:
+        original, original_test = forget_acc("train", 0)
+        retrained, retrained_test = forget_acc("retain", 1)
+    finally:
+        torch.set_num_threads(threads)
     assert original >= 0.7, original
     assert retrained <= 0.2, retrained
     assert original_test > 0.85 and retrained_test > 0.9
