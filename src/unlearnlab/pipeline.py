@@ -49,15 +49,7 @@ def config_dict(cfg: DictConfig) -> dict[str, Any]:
 
 def data_id(data: StudyData) -> str:
     """What the cell keys say about the data: the loaded content's fingerprint."""
-    if hasattr(data, "fingerprint"):
-        return data.fingerprint()
-    import hashlib  # TEMPORARY until StudyData.fingerprint lands (data agent)
-
-    h = hashlib.sha256()
-    for name in sorted(data.parts):
-        for t in data.parts[name]:
-            h.update(t.cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:32]
+    return data.fingerprint()
 
 
 @dataclass
