@@ -243,3 +243,19 @@ def test_certificate_verdicts():
     verdict, needed = certificate_verdict(0.0, max_epsilon_lower_bound(16), 1.0, 16)
     assert verdict == "not testable at this N" and needed == models_needed(1.0) == 24
     assert certificate_verdict(0.0, 0.54, math.inf, 16) == ("not testable at this N", None)
+
+
+def test_lower_bound_audit_below_four_models_proves_nothing_and_says_so():
+    """With fewer than 4 models per side there is no held-out half: the audit reports 0 and a
+    maximum of 0 (the library function refuses instead), so small studies still run."""
+    from unlearnlab.audits.base import AuditInput, ModelOutputs
+    from unlearnlab.audits.lower_bound import LowerBoundAudit
+
+    rng = np.random.default_rng(0)
+    logits = lambda shift: rng.normal(shift, 1, (2, 30, 10))  # noqa: E731
+    labels = {"forget": rng.integers(0, 10, 30), "test": np.zeros(0, int), "retain": np.zeros(0, int)}
+    empty = np.zeros((2, 0, 10))
+    inp = AuditInput(labels, ModelOutputs(logits(0), empty, empty), ModelOutputs(logits(5), empty, empty))
+    assert LowerBoundAudit()(inp) == {"audit/eps_lb": 0.0, "audit/eps_lb_max": 0.0}
+    with pytest.raises(ValueError, match="≥ 4 models"):
+        epsilon_lower_bound(logits(0)[:, :, 0], logits(5)[:, :, 0])

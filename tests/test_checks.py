@@ -52,8 +52,6 @@ def refused(*overrides: str) -> str:
                         "use model=logreg train=exact"),
     (["split=index_file"], "split.path has no value (???); set it, e.g. split.path=VALUE"),
     (["+paths.lock_timeout=-5"], "paths.lock_timeout=-5 must be a number of seconds > 0, or null"),
-    (["n_models=2", "audit=[competition,lower_bound]"], "audit lower_bound needs n_models ≥ 4 (LowerBoundAudit splits "
-                                                        "each side's models), got n_models=2"),
 ])
 def test_mistake_is_refused_in_one_line(overrides, expected):
     assert expected in refused(*overrides)

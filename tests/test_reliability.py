@@ -642,7 +642,6 @@ def test_forget_index_file_edited_in_place_changes_every_key_that_reads_it(tmp_p
     assert all(before[label] != after[label] for label in before if label != "original")
 
 
-@pytest.mark.xfail(strict=True, reason="until plan.py drops split.path from the key: a location is not identity")
 def test_the_same_forget_file_at_another_path_is_the_same_cells(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     for f in (a, b):

@@ -45,9 +45,7 @@ class CellResult:
 
 
 def _recipe(train_cfg) -> tuple[int, int, OptimSettings, Augment]:
-    t = train_cfg
-    if t.epochs < 0:
-        raise ConfigError(f"train.epochs={t.epochs} must be ≥ 0")
+    t = train_cfg  # ranges are checked at start-up (checks.check_sizes)
     optim = OptimSettings(t.optimizer, float(t.lr), float(t.momentum), float(t.weight_decay), t.scheduler)
     return int(t.epochs), int(t.batch_size), optim, Augment(int(t.crop_padding), bool(t.flip))
 

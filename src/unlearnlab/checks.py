@@ -17,8 +17,7 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 - arguments: each method's, audit's and the model's config keys bound to its class signature
   (`method.lrr=0.1` fails here, not after the original and N retrained models have trained);
 - fit: a method that declares the model kinds it applies to (`model_kinds`) against the
-  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit, and
-  n_models at least what each audit declares it needs (`min_models`, default 2).
+  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit.
 """
 
 from __future__ import annotations
@@ -41,15 +40,6 @@ METHOD_FRAMEWORK_KEYS = ("name", "reference")
 MODEL_FRAMEWORK_KEYS = ("name", "channels_last", "compile")  # models.SWITCHES + name
 TRAINER_SET_PER_FIT = ("max_epochs", "logger")  # cells.trainer_factory passes these itself
 AUDITING_TASKS = ("study", "audit", "cell")
-# Until the classes declare it themselves (`model_kinds` on the method, `model_kind` on the
-# model), these are declared here, looked up along the class's MRO by qualified name.
-MODEL_KINDS_DECLARED_HERE: dict[str, frozenset[str]] = {
-    "unlearnlab.methods.newton.ClosedFormRemoval": frozenset({"logreg"}),  # newton, noisy_newton, descent_to_delete
-    "unlearnlab.methods.newton.ExactRetrain": frozenset({"logreg"}),
-}
-MODEL_KIND_DECLARED_HERE: dict[str, str] = {"unlearnlab.models.logreg.LogisticRegression": "logreg"}
-# Audits that need more than two models per side declare `min_models` (until then, here).
-MIN_MODELS_DECLARED_HERE: dict[str, int] = {"unlearnlab.audits.lower_bound.LowerBoundAudit": 4}
 DEFAULT_MODEL_KIND = "network"
 
 # Environment variables a config may set through hydra.job.env_set (anything else, e.g.
@@ -411,9 +401,6 @@ def method_model_kinds(cls: type) -> frozenset[str] | None:
         if "model_kinds" in klass.__dict__:
             kinds = klass.__dict__["model_kinds"]
             return None if kinds is None else frozenset(kinds)
-        declared = MODEL_KINDS_DECLARED_HERE.get(f"{klass.__module__}.{klass.__qualname__}")
-        if declared is not None:
-            return declared
     return None
 
 
@@ -422,9 +409,6 @@ def model_kind(obj: Any) -> str:
     for klass in getattr(obj, "__mro__", (obj,)):
         if "model_kind" in getattr(klass, "__dict__", {}):
             return str(klass.__dict__["model_kind"])
-        declared = MODEL_KIND_DECLARED_HERE.get(f"{getattr(klass, '__module__', '')}.{getattr(klass, '__qualname__', '')}")
-        if declared is not None:
-            return declared
     return DEFAULT_MODEL_KIND
 
 
@@ -453,20 +437,3 @@ def check_audits(view: _Resolver, task: str) -> None:
             raise ConfigError(f"audit.{name} names no class; add audit.{name}._target_=unlearnlab.audits.MODULE.CLASS")
         obj = target_object(acfg["_target_"], f"config.audit.{name}")
         bind_arguments(obj, _arguments(acfg, ()), (), f"audit.{name}")
-        need, n = audit_min_models(obj), _number(view.get("n_models"))
-        if isinstance(n, int) and n < need and task in AUDITING_TASKS:
-            raise ConfigError(
-                f"audit {name} needs n_models ≥ {need} ({obj.__name__} splits each side's models), got n_models={n}; "
-                f"set n_models={need} or more, or leave it out (audit=[...])"
-            )
-
-
-def audit_min_models(cls: type) -> int:
-    """How many models per side an audit needs: its `min_models`, or 2."""
-    for klass in cls.__mro__:
-        if "min_models" in klass.__dict__:
-            return int(klass.__dict__["min_models"])
-        declared = MIN_MODELS_DECLARED_HERE.get(f"{klass.__module__}.{klass.__qualname__}")
-        if declared is not None:
-            return declared
-    return 2

@@ -70,7 +70,7 @@ def open_pipeline(cfg: DictConfig, *, store: Store | None = None, tracker: Track
     out = Path(out) if out is not None else output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data = load_study_data(cfg.dataset, cfg.split).to(device)
-    store = store or Store(cfg.paths.store)
+    store = store or Store(cfg.paths.store, lock_timeout=cfg.paths.get("lock_timeout"))
     tracker = tracker or Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
     planner = Planner(cfg, data_id(data))
     return Pipeline(cfg, data, store, tracker, planner, CellRunner(cfg, data, store, tracker), out)

@@ -81,11 +81,12 @@ class Planner:
 
     def __init__(self, cfg: DictConfig, data_id: str) -> None:
         self.cfg = cfg
-        dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("root", "download")}
+        # where the data was read from is not identity: the fingerprint covers what was read
+        dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("root", "download", "csv")}
         self._common = {
             "dataset": dataset, "data": data_id, "model": plain(cfg.model), "precision": str(cfg.trainer.precision),
         }
-        self._split = plain(cfg.split)
+        self._split = {k: v for k, v in plain(cfg.split).items() if k != "path"}
         self.methods = selected_methods(cfg)
         self._original: Cell | None = None
 

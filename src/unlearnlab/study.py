@@ -44,10 +44,8 @@ def _mean(results: list[CellResult], key: str) -> float:
 
 
 def build_audits(cfg) -> dict[str, Any]:
-    audits = {name: instantiate(acfg, where=f"audit.{name}") for name, acfg in (cfg.audit or {}).items()}
-    if not audits:
-        raise ConfigError("no audit selected (audit is empty); choose at least one, e.g. audit=[competition]")
-    return audits
+    """The study's audits (a non-empty list: checked at start-up)."""
+    return {name: instantiate(acfg, where=f"audit.{name}") for name, acfg in (cfg.audit or {}).items()}
 
 
 def catalogue(cfg, audits: dict[str, Any], methods) -> Catalogue:
@@ -60,9 +58,7 @@ class Study:
     def __init__(self, pipe: Pipeline, console: Console | None = None):
         self.pipe = pipe
         self.cfg, self.planner, self.runner = pipe.cfg, pipe.planner, pipe.runner
-        self.n = int(self.cfg.n_models)
-        if self.n < 2:
-            raise ConfigError(f"n_models={self.n} must be ≥ 2: the audit compares two samples of models")
+        self.n = int(self.cfg.n_models)  # ≥ 2, checked at start-up (checks.check_sizes)
         if not self.planner.methods:
             raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
         self.console = console or Console()
@@ -164,7 +160,8 @@ def method_vs_method(cfg, labels, retrained: ModelOutputs, outputs: dict[str, Mo
     """Which methods this N tells apart: permutation tests of F_A − F_B over every pair audited
     against the retrained models (Holm-adjusted), and the groups no test separates."""
     competition = (cfg.audit or {}).get("competition")
-    names = [m for m in outputs if planner.reference_of(m) == RETRAIN]
+    skip = set(cfg.get("pairwise_skip") or ())
+    names = [m for m in outputs if planner.reference_of(m) == RETRAIN and m not in skip]
     if competition is None or int(competition.get("n_permutations", 0)) == 0 or len(names) < 2:
         return None
     conf = {m: logit_scaled_confidence(outputs[m].forget, labels) for m in names}

@@ -84,7 +84,7 @@ def run_composed(overrides: list[str], output_dir: Path, config_name: str = "con
 
 
 def run_task(cfg: DictConfig):
-    from unlearnlab.registry import check_config
+    from unlearnlab.checks import check_config
 
     check_config(cfg)  # untrusted _target_s and out-of-range values, before any work
     quiet_lightning()

@@ -82,6 +82,8 @@ class UnlearningMethod(EpochMetrics):
     in train mode (EpochMetrics.on_fit_start)."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+    # The model kinds the method applies to (None: any); checks.check_applies refuses others at start-up.
+    model_kinds: ClassVar[frozenset[str] | None] = None
 
     def __init__(
         self,
@@ -98,10 +100,6 @@ class UnlearningMethod(EpochMetrics):
         flip: bool = False,
     ) -> None:
         super().__init__()
-        if epochs < 0:
-            raise ConfigError(f"method.epochs={epochs} must be ≥ 0")
-        if batch_size < 1:
-            raise ConfigError(f"method.batch_size={batch_size} must be ≥ 1")
         self.model, self.data = model, data
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.optim = OptimSettings(optimizer, float(lr), float(momentum), float(weight_decay), scheduler)

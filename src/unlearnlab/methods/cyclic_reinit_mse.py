@@ -33,6 +33,7 @@ from unlearnlab.methods.helpers import classifier, generator, is_projection_shor
 
 class CyclicReinitMSE(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"network"})  # it re-initialises whole layers other than the classifier
 
     def __init__(self, model, data, cycle_epochs: tuple[int, ...] = (1, 2, 2), layers_per_cycle: int = 6,
                  noise_std: float = 0.01, **hparams) -> None:

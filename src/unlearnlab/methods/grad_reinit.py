@@ -50,6 +50,7 @@ def warmup_linear(epochs: int):
 
 class GradReinit(Finetune):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"network"})  # it re-initialises conv weights, which a logistic regression has none of
 
     def __init__(self, model, data, init_rate: float = 0.3, keep_grad_scale: float = 0.1,
                  score_batch_size: int = 64, **hparams) -> None:

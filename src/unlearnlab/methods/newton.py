@@ -75,22 +75,21 @@ def cert_metrics(*extra: Metric) -> tuple[Metric, ...]:
 class ClosedFormRemoval(UnlearningMethod):
     """Base of the certified methods: the forget set is removed in closed form (no Trainer), on
     one intra-op thread (see certified.single_thread), against an (ε, δ) the method certifies.
-
-    ``reference``: the method whose cells the certificate is stated against (None: the study's
-    retrained models). The study reads it; the method itself only keeps it."""
+    Its config's `reference` names the method whose cells the certificate is stated against (the
+    study plans and audits by it; the method never sees it)."""
 
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
     config_name: ClassVar[str] = ""
     metrics: ClassVar[tuple[Metric, ...]] = cert_metrics()
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"logreg"})  # closed-form removal needs the convex model
 
-    def __init__(self, model, data, epsilon: float, delta: float, reference: str | None = None, **hparams) -> None:
+    def __init__(self, model, data, epsilon: float, delta: float, **hparams) -> None:
         super().__init__(model, data, **{**hparams, "epochs": 0})
         if not epsilon > 0 or not 0 < delta < 1:
             raise ConfigError(
                 f"method.{self.config_name}: need epsilon > 0 and 0 < delta < 1 (got {epsilon}, {delta})"
             )
         self.epsilon, self.delta = float(epsilon), float(delta)
-        self.reference = reference
         self._metrics: dict[str, float] = {}
 
     def run(self, make_trainer) -> None:
@@ -186,6 +185,7 @@ class ExactRetrain(UnlearningMethod):
     recipe does not have.)"""
 
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"logreg"})
 
     def __init__(self, model, data, tol: float = 1e-10, architecture=None, **hparams) -> None:
         # architecture: the generic retrain control's model config (it builds a fresh model);

@@ -37,6 +37,7 @@ def kl_to_teacher(student: torch.Tensor, teacher: torch.Tensor, t: float) -> tor
 
 class ResetDistill(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"retain", "val"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"network"})  # it resets the first and the last layer of a network
 
     def __init__(self, model, data, warmup_epochs: int = 3, warmup_lr: float = 9e-4,
                  temperature: float = 5.0, **hparams) -> None:

@@ -43,6 +43,7 @@ def batchnorm_parameters(model: nn.Module) -> set[str]:
 
 class ResetNoise(Finetune):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"network"})  # it resets the classifier and perturbs layers of a network
 
     def __init__(self, model, data, n_tensors: int = 9, noise_ratio: float = 0.7, noise_std: float = 0.04,
                  reset_epochs: int = 1, fine_lrs: tuple[float, ...] = (2e-4, 2e-4, 2e-4, 1e-3), **hparams) -> None:

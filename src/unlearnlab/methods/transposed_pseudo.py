@@ -59,6 +59,7 @@ def transpose_conv_kernels(model: nn.Module) -> int:
 
 class TransposedPseudo(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
+    model_kinds: ClassVar[frozenset[str]] = frozenset({"network"})  # it transposes Conv2d kernels
 
     def __init__(self, model, data, branch: str = "auto", confidence: float = 0.9,
                  pseudo_weight: float = 1.0, **hparams) -> None:

@@ -171,6 +171,8 @@ class LogisticRegression(nn.Module):
     the same per-example map used for training, so ||x|| <= 1 holds at train and test time.
     """
 
+    model_kind = "logreg"  # certified removal applies to it; network methods do not (checks.check_applies)
+
     def __init__(self, in_channels: int, num_classes: int = 2, image_size: int = 1, lam: float = 1e-3,
                  sigma: float = 0.0, normalise: bool = True, norm_mode: str = "unit"):
         super().__init__()
