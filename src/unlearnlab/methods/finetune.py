@@ -1,9 +1,10 @@
 """Fine-tune on the retain set with cross-entropy: forgetting by catastrophic forgetting.
 
-Checked against: the NeurIPS 2023 starting kit (unlearning-challenge/starting-kit,
-unlearning-CIFAR10.ipynb: 5 epochs, SGD 0.1, momentum 0.9, wd 5e-4, cosine) and the Kaggle
-baseline (1 epoch, lr 1e-3) — as recorded in SPECS §4; neither was re-read for this check.
-Known deviations: none known."""
+Checked against: the NeurIPS 2023 starting kit, unlearning-challenge/starting-kit
+`unlearning-CIFAR10.ipynb`, `unlearning()` (5 epochs, SGD 0.1, momentum 0.9, wd 5e-4,
+CosineAnnealingLR stepped per epoch, retain batch 128, no augmentation). The Kaggle baseline
+preset (finetune_kaggle: 1 epoch, lr 1e-3) follows the competition's public baseline notebook,
+which is not available here to re-read. Known deviations: none."""
 
 from __future__ import annotations
 
