@@ -82,9 +82,24 @@ def shown_tolerance(cell: str) -> float:
 
 def assert_tables_equal_results(md_text: str, public: dict) -> None:
     """Each number in the report's tables is the results.json value, to the digits shown;
-    every method and every metric of results.json is in the tables exactly once."""
+    every method and every metric of results.json is in the tables exactly once. The
+    method-vs-method section, when there, holds the Holm-adjusted p-values of results.json."""
+    results_md, _, rest = md_text.partition("\n## ")[2].partition("\n## ")
+    assert results_md.startswith("Results"), "the report's first section is its results"
+    if "pairwise" in public and public["pairwise"]:
+        section = md_text[md_text.index("## Which methods differ"):]
+        (header, rows), *_ = markdown_tables(section)
+        pw = public["pairwise"]
+        assert header == ["method", *pw["methods"]] and [r[0] for r in rows] == pw["methods"]
+        for i, cells in enumerate(rows):
+            for j, cell in enumerate(cells[1:]):
+                if i == j:
+                    assert cell == "–"
+                else:
+                    p = pw["p_adjusted"][i][j]
+                    assert abs(float(cell) - p) <= shown_tolerance(cell) * (1 + 1e-9), (i, j, cell, p)
     seen: dict[str, dict[str, str]] = {}
-    for header, rows in markdown_tables(md_text):
+    for header, rows in markdown_tables(results_md):
         assert header[0] == "method"
         for cells in rows:
             row = seen.setdefault(cells[0], {})

@@ -35,8 +35,7 @@ CORE = (
            headline=True),
     Metric("forget/acc", "accuracy on the forget set (fraction); ideal: the retrained models'", headline=True),
     Metric("test/acc", "accuracy on the test set (fraction); ideal: the retrained models'", headline=True),
-    Metric("cost/seconds", "wall seconds of one unlearning run (mean over the N models)", goal="min",
-           headline=True),
+    Metric("cost/seconds", "wall seconds of one unlearning run (mean over the N models)", goal="min", group="Cost"),
     Metric("cost/rte", "retrain seconds / unlearn seconds; higher is faster (the 2023 challenge rejected rte < 5)",
            goal="max", headline=True),
 )

@@ -28,8 +28,8 @@ def fmt(v: Any) -> str:
 
 
 def grouped_rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """(title, rows) per table: one row per method, the headline table first and with the
-    retrained models' reference row (their accuracies and seconds)."""
+    """(title, rows) per table: one row per method, the headline table first; tables with a
+    column the retrained models have (accuracies, seconds) end with their reference row."""
     catalogue = Catalogue.from_results(results)
     methods = results["methods"]
     present = [k for row in methods.values() for k in row]
@@ -37,7 +37,7 @@ def grouped_rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]
     for title, columns in catalogue.groups(present):
         rows = [{"method": name, **{c: row.get(c) for c in columns}} for name, row in methods.items()]
         reference = results.get("retrain", {})
-        if title == HEADLINE and any(c in reference for c in columns):
+        if any(c in reference for c in columns):
             rows.append({"method": REFERENCE_ROW, **{c: reference.get(c) for c in columns}})
         tables.append((title, rows))
     return tables

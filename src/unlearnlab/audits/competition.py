@@ -468,7 +468,7 @@ class CompetitionAudit:
                goal="max", headline=True),
         Metric("audit/eps_mean", "mean per-example ε of the competition audit (capped at 50); lower is better, "
                "but ≈ 1.4–1.6 even for a perfect method at every N (a maximum over ~10^5 rules)",
-               goal="min", headline=True),
+               goal="min", group="Competition ε"),
         Metric("audit/eps", "per-example ε of the competition audit (forget examples)", array=True),
     )
 
