@@ -219,7 +219,7 @@ def sweep_plans(config_name: str, task_overrides: list[str]) -> list[dict[str, A
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from unlearnlab.registry import check_config
+    from unlearnlab.checks import check_config
 
     parsed = OverridesParser.create().parse_overrides(list(task_overrides))
     task = next((o for o in parsed if o.key_or_group == "task"), None)

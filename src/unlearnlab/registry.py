@@ -168,13 +168,6 @@ def target_object(target: str, where: str) -> Any:
     return _locate(target)
 
 
-def check_config(cfg: DictConfig | dict) -> None:
-    """Kept for callers of the old entry point: every start-up check is in checks.check_config."""
-    from unlearnlab.checks import check_config as check_all  # checks imports this module
-
-    check_all(cfg)
-
-
 def instantiate(cfg: DictConfig | dict, where: str = "config", **kwargs: Any) -> Any:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     check_targets(plain, where)

@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 from rich.console import Console
 
@@ -20,8 +21,10 @@ def study(cfg: DictConfig, compute: bool = True) -> float | None:
     from unlearnlab.report import write_report
     from unlearnlab.study import Study, write_results
     from unlearnlab.tables import print_results
+    from unlearnlab.workers import threads_per_worker
 
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
+    torch.set_num_threads(threads_per_worker(1))  # the cores this job owns (SLURM, joblib), not the machine's
     pipe = open_pipeline(cfg)
     results = Study(pipe, console).run(compute=compute)
     path = write_results(results, pipe.output_dir)
