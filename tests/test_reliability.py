@@ -487,11 +487,11 @@ def test_target_outside_the_allowlist_is_refused_in_one_line(study, override):
     assert snapshot(study / "store") == before and entries(study / "store") == keys
 
 
-def test_registry_check_config_refuses_early():
+def test_check_config_refuses_early():
     from hydra import compose, initialize_config_dir
 
     from unlearnlab.errors import ConfigError
-    from unlearnlab.registry import check_config
+    from unlearnlab.checks import check_config
 
     def cfg(*ov):
         with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
