@@ -392,7 +392,7 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
             f"{best['channels_last']}, plain loop) × the measured framework/plain ratio ({ratio:.3f}) + "
             f"{fit_overhead:.2f} s Trainer setup per cell; each method costs its unlearn/retrain ratio measured "
             f"on {(m or {}).get('dataset', '?')} ({', '.join(rel) or 'none measured'}); one process per device "
-            "(DESIGN.md: 2 jobs per GPU gain ~1.5× for small nets); evaluation/storing of outputs not counted"
+            "(measured on an H100: 2 jobs per GPU gain ~1.5× for small nets); evaluation/storing of outputs not counted"
         )
     return est
 

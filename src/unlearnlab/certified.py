@@ -1,7 +1,7 @@
 """Certified removal for L2-regularised logistic regression: the math, as pure float64 functions.
 
 Three mechanisms, each with the noise that turns an approximate removal into an (eps, delta)
-guarantee (SPECS §0, §4):
+guarantee (Guo et al. 2020, after differential privacy):
 
 * ``newton_removal`` / ``NewtonRemover``: Guo, Goldstein, Hannun, van der Maaten 2020, "Certified
   Data Removal from Machine Learning Models", checked against facebookresearch/certified-removal

@@ -7,7 +7,7 @@ SWEEP_OVERRIDES` plans the sweep exactly as `-m task=cell SWEEP_OVERRIDES` would
 launches nothing: the plan callback prints it when the multirun starts, then exits.
 
 Device time comes from the rates `task=bench` measured (bench.json: `bench_file=PATH`, else the
-newest under paths.root/outputs or multirun/), else from built-in rates measured for DESIGN.md;
+newest under paths.root/outputs or multirun/), else from built-in rates measured on an H100 and on a 2-core CPU;
 the output says which, and what was assumed. Nothing here trains or writes to the store.
 """
 
@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 from unlearnlab.errors import ConfigError
 
 # Training images per second at 32×32, batch 512 (64 on CPU), one process: measured for
-# shared/DESIGN.md (H100: fast net, small CNN, ResNet-18 with bf16 + channels_last; the 2-core
+# measurements (H100: fast net, small CNN, ResNet-18 with bf16 + channels_last; the 2-core
 # CPU: small CNN, ResNet-18). Used only when no bench.json from this kind of device is found.
 DEFAULT_IMG_S = {
     "cuda": {"fastnet": 200_000.0, "small_cnn": 107_000.0, "resnet18_cifar": 53_300.0},
@@ -84,7 +84,7 @@ def rates(cfg: DictConfig, data, methods: list[str], bench_path: Path | None) ->
         elif model in DEFAULT_IMG_S[kind]:
             img_s = DEFAULT_IMG_S[kind][model]
             source = (f"built-in rate for {model} on a {'H100 GPU' if kind == 'cuda' else '2-core CPU'} "
-                      f"({img_s:,.0f} img/s, shared/DESIGN.md; no bench.json from a {kind} device: "
+                      f"({img_s:,.0f} img/s, built-in H100/CPU rate; no bench.json from a {kind} device: "
                       "run `unlearnlab task=bench` here for this machine's)")
         if img_s is None:
             return {"source": None, "assumptions": notes + [

@@ -55,7 +55,7 @@ def _finite(x: Any) -> bool:
 
 
 def f_cutoff(n_models: int) -> float:
-    """ε from which an example adds 0 to F: ceil(ln(N − 1)) (SPECS §1 step 5)."""
+    """ε from which an example adds 0 to F: ceil(ln(N − 1)) (the official metric, google-deepmind/unlearning_evaluation)."""
     return float(np.ceil(np.log(max(n_models - 1, 2))))
 
 

@@ -8,7 +8,7 @@ loky workers get OMP_NUM_THREADS = cores // n_jobs; a user may set it too) and i
 mask — whichever is smallest; each of its W workers gets 1/W of that.
 
 Why workers: on a GPU one small-net training process leaves the device idle between kernels;
-two processes per GPU gave 1.47× the throughput (shared/DESIGN.md). Each worker is a fresh
+two processes per GPU gave 1.47× the throughput (measured on an H100). Each worker is a fresh
 (spawned) process that opens the pipeline itself and takes cells from the pool's shared queue;
 the store's per-cell file locks make computing a cell twice impossible, as between jobs.
 """

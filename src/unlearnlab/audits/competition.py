@@ -1,4 +1,4 @@
-"""The official NeurIPS 2023 unlearning-challenge ε audit (SPECS §1), exact and fast.
+"""The official NeurIPS 2023 unlearning-challenge ε audit, exact and fast.
 
 Follows google-deepmind/unlearning_evaluation, metric.py (`compute_logit_scaled_confidence`,
 `_get_epsilons`, `_get_single_threshold_rates`, `_get_double_threshold_rates`,
@@ -82,7 +82,7 @@ def _suffix_max(table: np.ndarray) -> np.ndarray:
 
 def _threshold_max(xs, cum_pos, n, table) -> float:
     """Best single-threshold rule: predict pos iff conf ≥ t."""
-    # Official builds this grid with torch.linspace in float32; float64 here (SPECS).
+    # Official builds this grid with torch.linspace in float32; float64 here.
     thresholds = np.linspace(xs[0], xs[-1], int(np.ceil((xs[-1] - xs[0]) * RULES_PER_UNIT)))
     k = np.searchsorted(xs, thresholds, side="left")
     fn = cum_pos[k]
@@ -242,7 +242,7 @@ def quality(retrain_conf: np.ndarray, unlearn_conf: np.ndarray, delta: float = 1
 
 
 # --------------------------------------------------------------------------------------------
-# Is F distinguishable from what exchangeable models score? (SPECS §5: permutation tests)
+# Is F distinguishable from what exchangeable models score? (permutation tests)
 
 N_PERMUTATIONS = 49  # p-value resolution 1/50; ~0.05 CPU s per F at N = 16, 144 examples: ~2.5 s per method
 NULL_BAND = (0.05, 0.95)

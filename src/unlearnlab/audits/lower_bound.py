@@ -1,5 +1,5 @@
 """A valid lower bound on the ε of (ε, δ)-unlearning, from held-out models (DP auditing:
-Jagielski, Ullman, Oprea 2020; Nasr, Song, Thakurta, Papernot, Carlini 2021; SPECS §5).
+Jagielski, Ullman, Oprea 2020; Nasr, Song, Thakurta, Papernot, Carlini 2021).
 
 If U is (ε, δ)-unlearning, every test T that says "unlearned" has FPR + e^ε FNR ≥ 1 − δ and
 FNR + e^ε FPR ≥ 1 − δ (the hypothesis-testing view of the definition, §0). So upper confidence

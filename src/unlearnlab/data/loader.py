@@ -1,7 +1,7 @@
 """Minibatches gathered from uint8 tensors that already live on the training device.
 
 A per-sample Python DataLoader with PIL augmentation feeds ~6k img/s on 2 CPU cores and
-can't keep a GPU busy (DESIGN.md, performance notes); indexing one device tensor per batch
+can't keep a GPU busy (measured on an H100: 6.4k img/s with 0 workers, 46k with 15); indexing one device tensor per batch
 and augmenting batch-wise has no per-sample Python at all, on CPU and GPU alike. Nothing here
 reads a value back to the host, so iterating never waits for the device.
 

@@ -2,7 +2,7 @@
 
 Why uint8 tensors and not a per-sample Dataset: the whole set (CIFAR-10 is 150 MB as uint8)
 fits on the training device, where batching and augmentation run batch-wise — far faster
-than a Python DataLoader (DESIGN.md, performance notes). Normalisation happens later, on
+than a Python DataLoader (measured: see data/loader.py). Normalisation happens later, on
 the device, with the `mean`/`std` carried here.
 
 `load_source(name, root, download, **options)` picks one loader from `SOURCES`.
@@ -22,7 +22,7 @@ import torch
 
 from unlearnlab.errors import ConfigError
 
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the starting kit's values (SPECS §3)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)  # the starting kit's values
 CIFAR_STD = (0.2023, 0.1994, 0.2010)
 SPLIT_SEED = 0  # fixed: a source without a test split always gets the same one
 

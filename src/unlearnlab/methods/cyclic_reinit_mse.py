@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 8th place (SPECS §4.8; Ahn, Lee, Bae, Yim, Jung,
+"""NeurIPS 2023 unlearning challenge, 8th place (Ahn, Lee, Bae, Yim, Jung,
 "stochastic re-initialisation, knowledge preserving, Gaussian noise, forget-remember cycles"):
 never reads the forget set.
 

@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 2nd place (SPECS §4.2): re-initialise the conv weights
+"""NeurIPS 2023 unlearning challenge, 2nd place: re-initialise the conv weights
 where the retain and forget gradients nearly cancel, then retrain on retain with the untouched
 weights slowed down.
 

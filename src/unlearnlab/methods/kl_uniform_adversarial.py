@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 1st place (SPECS §4.1): push the forget set toward the
+"""NeurIPS 2023 unlearning challenge, 1st place: push the forget set toward the
 uniform distribution, then alternate a forget round and a retain round.
 
 Sequence of fits (run):

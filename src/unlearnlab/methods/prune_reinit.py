@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 4th place (SPECS §4.4, "PRMQ": prune, retrain, mask,
+"""NeurIPS 2023 unlearning challenge, 4th place ("PRMQ": prune, retrain, mask,
 quantise): reset almost every weight, then fine-tune on retain toward the original model's
 confidence.
 

@@ -7,7 +7,7 @@ branch) and unlearn/impl.py (one SGD optimiser, MultiStepLR never reached at 10 
 Every epoch: one pass over the forget set with random labels, then one pass over the retain set
 with the true labels, under one optimizer. A random label is uniform over all C classes, as
 `torch.randint(0, num_classes)` in the source (so ~1/C of them equal the true label);
-`exclude_true: true` draws among the C − 1 wrong classes instead (SPECS' wording).
+`exclude_true: true` draws among the C − 1 wrong classes instead.
 
 One fit; each epoch's loader yields the forget batches (relabelled, flag True) and then the
 retain batches (flag False). Known deviations: none."""

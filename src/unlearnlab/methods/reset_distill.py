@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 6th place (SPECS §4.6): reset the first and the last
+"""NeurIPS 2023 unlearning challenge, 6th place: reset the first and the last
 layer, warm up by distillation on the validation set, then fine-tune on retain with CE and
 distillation from the original.
 

@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 7th place (SPECS §4.7): reset the classifier, then per
+"""NeurIPS 2023 unlearning challenge, 7th place: reset the classifier, then per
 epoch train only a few randomly drawn parameter tensors (plus BatchNorm), with Gaussian noise on
 newly drawn ones, and finish with a few epochs of full fine-tuning.
 

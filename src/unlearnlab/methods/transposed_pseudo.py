@@ -1,4 +1,4 @@
-"""NeurIPS 2023 unlearning challenge, 5th place (SPECS §4.5): half of the unlearned models
+"""NeurIPS 2023 unlearning challenge, 5th place: half of the unlearned models
 retrain from the original with every Conv2d kernel transposed; the other half fine-tune with
 pseudo-labels.
 
