@@ -55,6 +55,12 @@ def logit_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarra
     return np.log(prob_correct + 1e-45) - np.log(prob_wrong + 1e-45)
 
 
+def forget_confidences(inp: AuditInput) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, unlearned) logit-scaled confidences on the forget set: what the ε audits read."""
+    y = inp.labels["forget"]
+    return logit_scaled_confidence(inp.retrain.forget, y), logit_scaled_confidence(inp.unlearn.forget, y)
+
+
 def _epsilon_table(n: int, delta: float) -> np.ndarray:
     """ε of a rule as a function of its (false negatives, false positives) out of n models.
 
@@ -478,9 +484,7 @@ class CompetitionAudit:
         self.delta, self.n_permutations, self.seed = delta, int(n_permutations), int(seed)
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        labels = inp.labels["forget"]
-        retrain = logit_scaled_confidence(inp.retrain.forget, labels)
-        unlearn = logit_scaled_confidence(inp.unlearn.forget, labels)
+        retrain, unlearn = forget_confidences(inp)
         F, eps = forgetting_quality(retrain, unlearn, self.delta)
         u, r = inp.unlearn.metrics, inp.retrain.metrics
         score = final_score(

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.stats import beta
 
 from unlearnlab.audits.base import AuditInput
-from unlearnlab.audits.competition import logit_scaled_confidence
+from unlearnlab.audits.competition import forget_confidences
 from unlearnlab.metrics import Metric
 
 VAR_FLOOR = 1e-6  # keeps the discriminant finite when one side's models agree exactly
@@ -219,9 +219,7 @@ class LowerBoundAudit:
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
         if min(inp.retrain.n_models, inp.unlearn.n_models) < 4:  # no held-out half: nothing can be proved
             return {"audit/eps_lb": 0.0, "audit/eps_lb_max": 0.0}
-        y = inp.labels["forget"]
         out = lower_bound_details(
-            logit_scaled_confidence(inp.retrain.forget, y), logit_scaled_confidence(inp.unlearn.forget, y),
-            self.delta, self.level, self.seed, self.rule_fraction,
+            *forget_confidences(inp), self.delta, self.level, self.seed, self.rule_fraction,
         )
         return {"audit/eps_lb": out["eps_lb"], "audit/eps_lb_max": out["eps_lb_max"]}

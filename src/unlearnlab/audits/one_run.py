@@ -19,7 +19,7 @@ from scipy.optimize import bisect
 from scipy.special import expit
 from scipy.stats import binom
 
-from unlearnlab.audits.competition import logit_scaled_confidence
+from unlearnlab.audits.competition import forget_confidences
 from unlearnlab.audits.base import AuditInput
 from unlearnlab.audits.ulira import log_likelihood_ratio, split_halves
 from unlearnlab.metrics import Metric
@@ -111,10 +111,8 @@ class OneRunAudit:
         self.min_std = min_std
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        y = inp.labels["forget"]
         out = one_run_audit(
-            logit_scaled_confidence(inp.retrain.forget, y),
-            logit_scaled_confidence(inp.unlearn.forget, y),
+            *forget_confidences(inp),
             seed=self.seed,
             guess_fraction=self.guess_fraction,
             p_value=self.p_value,

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.stats import norm
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 
-from unlearnlab.audits.competition import logit_scaled_confidence
+from unlearnlab.audits.competition import forget_confidences
 from unlearnlab.audits.base import AuditInput
 from unlearnlab.metrics import Metric
 
@@ -112,10 +112,8 @@ class ULiRAAudit:
         self.per_example = per_example
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        y = inp.labels["forget"]
         out = ulira(
-            logit_scaled_confidence(inp.retrain.forget, y),
-            logit_scaled_confidence(inp.unlearn.forget, y),
+            *forget_confidences(inp),
             seed=self.seed,
             min_std=self.min_std,
             per_example=self.per_example,
