@@ -223,6 +223,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         doc.add("p", "Each cell: the Holm-adjusted p-value of H0 \"the two methods' unlearned models are "
                      "exchangeable\" (statistic F_A − F_B, against the same retrained models). A small p says "
                      "this N tells them apart; a large one says it cannot, not that they are equal.")
+    elif skipped := pairwise_summary(results):
+        doc.add("h2", "Which methods differ")
+        doc.add("p", skipped)
     for section in ("Trade-off", "Accuracies", "Per-example ε"):
         chosen = [f for f in figures if f[1] == section]
         if not chosen:

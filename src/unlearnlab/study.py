@@ -164,6 +164,10 @@ def method_vs_method(cfg, labels, retrained: ModelOutputs, outputs: dict[str, Mo
     names = [m for m in outputs if planner.reference_of(m) == RETRAIN and m not in skip]
     if competition is None or int(competition.get("n_permutations", 0)) == 0 or len(names) < 2:
         return None
+    if len(names) > int(cfg.get("pairwise_max_methods", 6)):
+        # Holm over k(k-1)/2 pairs needs ~k²/2α permutations per pair to reject at all
+        return {"skipped": f"{len(names)} methods = {len(names) * (len(names) - 1) // 2} pairs; the tests run "
+                           f"for at most pairwise_max_methods={cfg.get('pairwise_max_methods', 6)} methods"}
     conf = {m: logit_scaled_confidence(outputs[m].forget, labels) for m in names}
     alpha = 0.05
     tests = pairwise_tests(logit_scaled_confidence(retrained.forget, labels), conf, seed=int(competition.seed),

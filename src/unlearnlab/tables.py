@@ -57,7 +57,7 @@ def rich_table(title: str, rows: list[dict[str, Any]]) -> Table:
 def pairwise_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """The method-vs-method p-values (Holm-adjusted) as a matrix, one row per method."""
     pw = results.get("pairwise")
-    if not pw:
+    if not pw or "skipped" in pw:
         return []
     names, p = pw["methods"], pw["p_adjusted"]
     return [{"method": a, **{b: (None if a == b else p[i][j]) for j, b in enumerate(names)}} for i, a in enumerate(names)]
@@ -68,6 +68,8 @@ def pairwise_summary(results: dict[str, Any]) -> str | None:
     pw = results.get("pairwise")
     if not pw:
         return None
+    if "skipped" in pw:
+        return f"Method-vs-method tests skipped: {pw['skipped']}."
     groups = "; ".join("{" + ", ".join(g) + "}" for g in pw["groups"])
     return (f"Methods not told apart at N = {results['n_models']} (permutation tests of F_A − F_B, "
             f"Holm-adjusted, family-wise α = {pw['alpha']}): {groups}. A method in no group with another "
