@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -97,3 +98,34 @@ def unlearnlab_inprocess(out: Path, *overrides: str):
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         return run_composed(list(overrides), out)
+
+
+@contextlib.contextmanager
+def cli_config_check():
+    """The CLI's start-up check (`cli.install_config_check`, on Hydra's config loader) for this block
+    only: a config the CLI refuses before Hydra makes the run dir makes `compose` raise here."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    from unlearnlab.cli import install_config_check
+
+    original = ConfigLoaderImpl.load_configuration
+    install_config_check()
+    try:
+        yield
+    finally:
+        ConfigLoaderImpl.load_configuration = original  # type: ignore[method-assign]
+
+
+def inprocess_error(out: Path, *overrides: str) -> BaseException:
+    """`unlearnlab OVERRIDES` in this process, which must fail as the CLI's one-line error: the
+    exception is one the CLI prints as `error: MESSAGE` (`cli.one_line_errors`), MESSAGE one line.
+    (The printing itself is tested once per kind through the real CLI.)"""
+    from unlearnlab.cli import one_line_errors
+
+    with cli_config_check():
+        try:
+            unlearnlab_inprocess(out, *overrides)
+        except one_line_errors() as err:
+            assert "\n" not in str(err), str(err)
+            return err
+    raise AssertionError(f"unlearnlab {' '.join(overrides)} did not fail")

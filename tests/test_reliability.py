@@ -29,6 +29,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from conftest import inprocess_error, unlearnlab_inprocess
 from unlearnlab.store import CorruptEntryError, Store, StoreWriteError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +64,16 @@ def entries(store: Path) -> list[str]:
 
 def tmp_dirs(store: Path) -> list[Path]:
     return [p for p in store.rglob(".tmp-*")]
+
+
+def inprocess(root: Path, *overrides: str):
+    """`unlearnlab OVERRIDES` in this process, as `unlearnlab` above runs it (paths.root=ROOT, run dir ROOT/out)."""
+    return unlearnlab_inprocess(root / "out", f"paths.root={root}", *overrides)
+
+
+def inprocess_line(root: Path, *overrides: str) -> str:
+    """The `error: ...` line the CLI would print for `unlearnlab OVERRIDES` (see conftest.inprocess_error)."""
+    return f"error: {inprocess_error(root / 'out', f'paths.root={root}', *overrides)}"
 
 
 def error_line(proc: subprocess.CompletedProcess) -> str:
@@ -103,12 +114,23 @@ def _save(store: Store, key="k1", value=1.0, kind="retrain"):
     ("model=nosuch", "model/nosuch"), ("audit=[competition,nosuch]", "audit/nosuch"),
 ])
 def test_unknown_name_gets_hydras_message(study, override, missing):
+    from hydra.errors import MissingConfigException
+
     before = snapshot(study / "store")
-    proc = unlearnlab(study, *BASE[:-1], override)
-    assert proc.returncode == 1
+    with pytest.raises(MissingConfigException) as err:
+        inprocess(study, *BASE[:-1], override)
     # Hydra's own words: "Could not find 'method/nosuch'" + the available options for one choice,
     # "Could not load 'audit/nosuch'" for an item of a list
-    assert re.search(rf"In 'config': Could not (find|load) '{missing}'", proc.stderr), proc.stderr[-2000:]
+    assert re.search(rf"In 'config': Could not (find|load) '{missing}'", str(err.value)), str(err.value)
+    assert snapshot(study / "store") == before
+
+
+def test_unknown_name_gets_hydras_message_through_the_cli(study):
+    """Hydra prints its own message, exit 1, no traceback (one CLI run; the names above in-process)."""
+    before = snapshot(study / "store")
+    proc = unlearnlab(study, *BASE[:-1], "method=nosuch")
+    assert proc.returncode == 1
+    assert re.search(r"In 'config': Could not find 'method/nosuch'", proc.stderr), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert snapshot(study / "store") == before
 
@@ -125,24 +147,24 @@ def test_unknown_name_gets_hydras_message(study, override, missing):
 ])
 def test_out_of_range_value_is_refused_in_one_line(study, overrides, pattern):
     before, keys = snapshot(study / "store"), entries(study / "store")
-    line = error_line(unlearnlab(study, *BASE, *overrides))
+    line = inprocess_line(study, *BASE, *overrides)
     assert re.search(pattern, line), line
     assert snapshot(study / "store") == before and entries(study / "store") == keys
 
 
 # -- 3. forget index file ------------------------------------------------------------------------
-def test_bad_forget_index_file_through_the_cli(study):
+def test_bad_forget_index_file_is_refused_in_one_line(study):
     bad = study / "forget.txt"
     bad.write_text("3\n5\n3\n")
     before = snapshot(study / "store")
-    line = error_line(unlearnlab(study, *BASE, "split=index_file", f"split.path={bad}"))
+    line = inprocess_line(study, *BASE, "split=index_file", f"split.path={bad}")
     assert line == f"error: forget index file {bad} repeats indices [3]; list each once"
     assert snapshot(study / "store") == before
 
 
 # -- 4. dataset not on disk, downloads off -------------------------------------------------------
 def test_missing_dataset_names_path_and_switch(tmp_path):
-    line = error_line(unlearnlab(tmp_path, *BASE, "dataset=mnist", "dataset.download=false", "model=small_cnn"))
+    line = inprocess_line(tmp_path, *BASE, "dataset=mnist", "dataset.download=false", "model=small_cnn")
     assert str(tmp_path / "data" / "mnist") in line and "dataset.download=true" in line
     assert not (tmp_path / "store").exists() or entries(tmp_path / "store") == []
 
@@ -165,7 +187,7 @@ def test_diverging_training_names_class_phase_epoch_and_step(digits_data):
 
 def test_diverging_unlearning_stops_the_cell_and_stores_nothing(study):
     before, keys = snapshot(study / "store"), entries(study / "store")
-    line = error_line(unlearnlab(study, *BASE, "method.lr=1e30", "method.scheduler=none"))
+    line = inprocess_line(study, *BASE, "method.lr=1e30", "method.scheduler=none")
     assert re.search(r"Finetune: loss became NaN/inf in phase 'unlearn' at epoch \d+ \(step ≤ \d+\)", line), line
     assert entries(study / "store") == keys and snapshot(study / "store") == before
     assert tmp_dirs(study / "store") == []
@@ -405,10 +427,12 @@ def test_disk_full_through_the_cli(study, tmp_path):
 ])
 def test_audit_over_mismatched_cells_is_refused_naming_the_difference(study, override, differs):
     before = snapshot(study / "store")
-    proc = unlearnlab(study, *BASE, "task=audit", override)
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "error: audit refused" in proc.stderr and differs in proc.stderr, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr and snapshot(study / "store") == before
+    from unlearnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:  # the CLI prints it as `error: audit refused ...`, exit 2
+        inprocess(study, *BASE, "task=audit", override)
+    assert str(err.value).startswith("audit refused") and differs in str(err.value), str(err.value)
+    assert snapshot(study / "store") == before
 
 
 # -- 10. W&B unreachable -----------------------------------------------------------------------------
@@ -428,7 +452,7 @@ def test_unreachable_wandb_costs_a_warning_not_the_study(study):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_gpu_trainer_without_cuda_is_refused_before_any_work(study):
     before, locks = snapshot(study / "store"), sorted((study / "store" / "locks").iterdir())
-    line = error_line(unlearnlab(study, *BASE, "trainer=gpu", "seed=7"))
+    line = inprocess_line(study, *BASE, "trainer=gpu", "seed=7")
     assert line == "error: trainer.accelerator=gpu needs CUDA, but none is available here; use trainer=cpu"
     assert snapshot(study / "store") == before and sorted((study / "store" / "locks").iterdir()) == locks
 
@@ -481,7 +505,7 @@ def test_no_code_path_unpickles():
 @pytest.mark.parametrize("override", ["method._target_=os.system", "model._target_=subprocess.getoutput"])
 def test_target_outside_the_allowlist_is_refused_in_one_line(study, override):
     before, keys = snapshot(study / "store"), entries(study / "store")
-    line = error_line(unlearnlab(study, *BASE, override))
+    line = inprocess_line(study, *BASE, override)
     target = override.split("=", 1)[1]
     assert f"_target_ '{target}' is not allowed: it is outside the allowed packages (unlearnlab methods" in line, line
     assert snapshot(study / "store") == before and entries(study / "store") == keys
@@ -594,7 +618,7 @@ def test_verify_reports_an_edited_metric_and_the_study_recomputes_it(study):
 
 
 def test_verify_on_a_missing_store_says_so(tmp_path):
-    line = error_line(unlearnlab(tmp_path, "task=verify", f"paths.store={tmp_path / 'typo'}"))
+    line = inprocess_line(tmp_path, "task=verify", f"paths.store={tmp_path / 'typo'}")
     assert line == f"error: paths.store={tmp_path / 'typo'} does not exist, so there is nothing to verify; " \
                    f"check the path (or paths.root) the study ran with"
     assert not (tmp_path / "typo").exists()
@@ -609,14 +633,14 @@ def test_verify_on_a_missing_store_says_so(tmp_path):
     (["method=newton"], "error: method newton (Newton) applies to logreg models, but model=small_cnn is a network model"),
 ])
 def test_mistakes_fail_in_the_first_seconds_before_anything_is_written(tmp_path, overrides, start):
-    proc = unlearnlab(tmp_path, *BASE[:-1], *(overrides if "audit" in overrides[0] else [*overrides, BASE[-1]]))
-    assert error_line(proc).startswith(start), proc.stderr[-2000:]
+    line = inprocess_line(tmp_path, *BASE[:-1], *(overrides if "audit" in overrides[0] else [*overrides, BASE[-1]]))
+    assert line.startswith(start), line
     assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()  # refused before Hydra made the run dir
 
 
-def test_store_path_that_is_a_file_through_the_cli(tmp_path):
+def test_store_path_that_is_a_file_is_refused_in_one_line(tmp_path):
     (tmp_path / "store").write_text("x")
-    line = error_line(unlearnlab(tmp_path, *BASE))
+    line = inprocess_line(tmp_path, *BASE)
     assert line == f"error: paths.store={tmp_path / 'store'} is a file, not a folder; point paths.store at a folder (new or existing)"
 
 
