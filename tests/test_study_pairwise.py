@@ -40,6 +40,7 @@ def test_pairs_exclude_the_skipped_control_and_tell_a_shift_apart():
     assert pw["groups"] == [["same"], ["shifted"]] or pw["groups"] == [["shifted"], ["same"]]
     results = {"n_models": N, "pairwise": pw}
     assert [r["method"] for r in pairwise_rows(results)] == ["same", "shifted"]
+    assert pairwise_summary(results).startswith("Every pair of same, shifted is told apart at N = 8")
 
 
 def test_too_many_methods_are_skipped_with_the_reason():

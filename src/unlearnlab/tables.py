@@ -70,10 +70,14 @@ def pairwise_summary(results: dict[str, Any]) -> str | None:
         return None
     if "skipped" in pw:
         return f"Method-vs-method tests skipped: {pw['skipped']}."
-    groups = "; ".join("{" + ", ".join(g) + "}" for g in pw["groups"])
-    return (f"Methods not told apart at N = {results['n_models']} (permutation tests of F_A − F_B, "
-            f"Holm-adjusted, family-wise α = {pw['alpha']}): {groups}. A method in no group with another "
-            "differs from every other method.")
+    how = (f"at N = {results['n_models']} (permutation tests of F_A − F_B, Holm-adjusted, family-wise "
+           f"α = {pw['alpha']})")
+    together = [g for g in pw["groups"] if len(g) > 1]
+    if not together:
+        return f"Every pair of {', '.join(pw['methods'])} is told apart {how}."
+    groups = "; ".join("{" + ", ".join(g) + "}" for g in together)
+    return (f"Not told apart {how}: {groups}. Every pair not inside one of these groups is told apart; "
+            "not told apart means this N cannot separate them, not that they are equal.")
 
 
 def print_results(console: Console, results: dict[str, Any]) -> None:
