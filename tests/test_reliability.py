@@ -90,8 +90,7 @@ def error_line(proc: subprocess.CompletedProcess) -> str:
 def finished(tmp_path_factory) -> Path:
     """A store holding one tiny finished study: 1 original, 2 retrained, 2 unlearned (finetune)."""
     root = tmp_path_factory.mktemp("finished")
-    proc = unlearnlab(root, *BASE)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    inprocess(root, *BASE)
     assert len(entries(root / "store")) == 5
     return root / "store"
 
@@ -253,7 +252,7 @@ def test_verify_task_lists_broken_entries_and_changes_nothing(tmp_path, capsys, 
     assert snapshot(tmp_path / "store") == before and good.path.is_dir() and bad.path.is_dir()
 
 
-def test_corrupt_entries_in_a_study_are_quarantined_and_recomputed(study):
+def test_corrupt_entries_in_a_study_are_quarantined_and_recomputed(study, capsys):
     store = study / "store"
     before = snapshot(store)
     unlearn, retrain = sorted((store / "unlearn").iterdir())[0], sorted((store / "retrain").iterdir())[0]
@@ -264,13 +263,15 @@ def test_corrupt_entries_in_a_study_are_quarantined_and_recomputed(study):
     data[-3] ^= 0x55
     ckpt.write_bytes(bytes(data))  # one flipped byte, same size
 
-    check = unlearnlab(study, "task=verify")
-    assert check.returncode == 1, check.stderr[-2000:]
-    assert unlearn.name in check.stdout and retrain.name in check.stdout and "2 broken" in check.stdout
+    with pytest.raises(SystemExit) as check:
+        inprocess(study, "task=verify")
+    out = capsys.readouterr().out
+    assert check.value.code == 1
+    assert unlearn.name in out and retrain.name in out and "2 broken" in out
 
-    proc = unlearnlab(study, *BASE)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "quarantine" in proc.stderr and "recomputing" in proc.stderr
+    with pytest.warns(UserWarning, match=r"moved it to .*quarantine.* and recomputing it") as warned:
+        inprocess(study, *BASE)
+    assert len([w for w in warned if "recomputing" in str(w.message)]) == 2
     quarantined = sorted(p.name.split("-")[0] for k in ("unlearn", "retrain") for p in (store / "quarantine" / k).iterdir())
     assert quarantined == sorted([unlearn.name, retrain.name])
     assert len(entries(store)) == 5 and all(not Store.check(p, json.loads((p / "meta.json").read_text()))
@@ -345,7 +346,7 @@ DRIVER = textwrap.dedent('''
 ''')
 
 
-def test_kill_9_mid_write_then_rerun_recomputes_only_that_cell(study, tmp_path):
+def test_kill_9_mid_write_then_rerun_recomputes_only_that_cell(study, tmp_path, capsys):
     store = study / "store"
     victim = sorted((store / "unlearn").iterdir())[1]
     shutil.rmtree(victim)  # the one cell the killed run was computing
@@ -358,9 +359,9 @@ def test_kill_9_mid_write_then_rerun_recomputes_only_that_cell(study, tmp_path):
     assert not victim.exists() and snapshot(store) == before  # never mistaken for an entry
     assert (store / "locks" / f"unlearn-{victim.name}.lock").exists()  # left behind, must not block
 
-    proc = unlearnlab(study, *BASE, "hydra.run.dir=" + str(study / "out2"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "4 cached, 1 computed" in proc.stdout
+    capsys.readouterr()
+    unlearnlab_inprocess(study / "out2", f"paths.root={study}", *BASE)  # the rerun: in-process
+    assert "4 cached, 1 computed" in capsys.readouterr().out
     assert tmp_dirs(store) == []  # the dead writer's temp folder was cleaned
     after = snapshot(store)
     assert {k: after[k] for k in before} == before and (victim / "meta.json").is_file()
@@ -408,13 +409,23 @@ def test_disk_full_during_save_leaves_store_consistent(tmp_path, monkeypatch):
     assert not store.has("retrain", "new") and tmp_dirs(tmp_path) == [] and snapshot(tmp_path) == before
 
 
-def test_disk_full_through_the_cli(study, tmp_path):
+def test_disk_full_mid_study_is_refused_in_one_line(study, monkeypatch):
+    """DRIVER's FAULT=enospc, in-process: save_file writes half a file, then ENOSPC."""
+    import unlearnlab.store as store_mod
+
     store = study / "store"
     victim = sorted((store / "unlearn").iterdir())[0]
     shutil.rmtree(victim)
     before = snapshot(store)
-    (tmp_path / "driver.py").write_text(DRIVER)
-    line = error_line(unlearnlab(study, *BASE, driver=tmp_path / "driver.py", env={"FAULT": "enospc"}))
+    real = store_mod.save_file
+
+    def full(tensors, path, *a, **k):
+        real(tensors, path, *a, **k)
+        Path(path).write_bytes(Path(path).read_bytes()[: Path(path).stat().st_size // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(store_mod, "save_file", full)
+    line = inprocess_line(study, *BASE)
     assert f"could not write store entry {victim}" in line and "No space left on device" in line
     assert tmp_dirs(store) == [] and not victim.exists() and snapshot(store) == before
 
@@ -604,16 +615,18 @@ def test_read_only_and_full_stores_through_the_cli(study, tmpfs):
 
 
 # -- 15. issue 15: verify and the start-up checks through the CLI -----------------------------------
-def test_verify_reports_an_edited_metric_and_the_study_recomputes_it(study):
+def test_verify_reports_an_edited_metric_and_the_study_recomputes_it(study, capsys):
     store = study / "store"
     victim = sorted((store / "unlearn").iterdir())[0]
     meta = json.loads((victim / "meta.json").read_text())
     meta["metrics"]["forget/acc"] = 0.0  # a forged number, files untouched
     (victim / "meta.json").write_text(json.dumps(meta, indent=1))
-    check = unlearnlab(study, "task=verify")
-    assert check.returncode == 1 and victim.name in check.stdout and "meta.json checksum differs" in check.stdout, check.stdout
-    proc = unlearnlab(study, *BASE, "hydra.run.dir=" + str(study / "o2"))
-    assert proc.returncode == 0 and "quarantine" in proc.stderr, proc.stderr[-3000:]
+    with pytest.raises(SystemExit) as check:
+        inprocess(study, "task=verify")
+    out = capsys.readouterr().out
+    assert check.value.code == 1 and victim.name in out and "meta.json checksum differs" in out, out
+    with pytest.warns(UserWarning, match=r"moved it to .*quarantine"):
+        unlearnlab_inprocess(study / "o2", f"paths.root={study}", *BASE)
     assert json.loads((victim / "meta.json").read_text())["metrics"]["forget/acc"] != 0.0
 
 
