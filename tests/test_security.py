@@ -209,8 +209,11 @@ def test_config_names_that_become_paths_are_refused(overrides, where):
 
 def test_csv_logger_method_name_cannot_escape_the_run_folder(tmp_path):
     """The issue's example: logger=csv, method.name=../../../X wrote outside the run folder."""
-    proc = cli(tmp_path, *TINY[:-2], "logger=csv", "audit=[competition]", "method.name=../../../X")
-    line = one_line(proc)
+    from conftest import inprocess_error
+
+    err = inprocess_error(tmp_path / "out", f"paths.root={tmp_path}", *TINY[:-2], "logger=csv", "audit=[competition]",
+                          "method.name=../../../X")
+    line = f"error: {err}"
     assert line.startswith("error: method.name='../../../X' becomes a folder name"), line
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
     assert not any(p.name == "X" for p in tmp_path.parent.parent.rglob("X") if p.is_dir())
