@@ -13,9 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +27,6 @@ from unlearnlab.data import StudyData
 from unlearnlab.methods.base import MethodData
 from unlearnlab.models.logreg import LogisticRegression, fit_exact
 
-REPO = Path(__file__).resolve().parents[1]
 LAM, SIGMA, SEED = 0.01, 10.0, 3
 
 
@@ -216,11 +212,10 @@ def test_certified_methods_refuse_other_models(small):
 
 
 def test_experiment_certified_digits_end_to_end(tmp_path):
-    cmd = [sys.executable, "-m", "unlearnlab.cli", "experiment=certified_digits", "n_models=4", "logger=none",
-           f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path}/out"]
-    env = {**os.environ, "COLUMNS": "250"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from conftest import unlearnlab_inprocess  # in-process: the experiment, not the CLI, is tested here
+
+    unlearnlab_inprocess(tmp_path / "out", "experiment=certified_digits", "n_models=4", "logger=none",
+                         f"paths.root={tmp_path}")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     rows = results["methods"]
     assert set(rows) == {"identity", "retrain", "newton", "noisy_newton", "noisy_newton_reference",
