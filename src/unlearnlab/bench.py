@@ -108,7 +108,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _conf_dir() -> Path:
-    from unlearnlab.cli import config_dir
+    from unlearnlab import config_dir
 
     return Path(config_dir())
 

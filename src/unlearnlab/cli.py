@@ -16,21 +16,12 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from unlearnlab import config_dir
 from unlearnlab.errors import ConfigError
-
-
-def config_dir() -> str:
-    """conf/ beside the package in a wheel, or at the repository root in an editable install."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "conf", here.parents[1] / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return str(candidate)
-    raise FileNotFoundError(f"unlearnlab's conf/ not found beside {here}; reinstall the package")
 
 
 def one_line_errors() -> tuple[type[BaseException], ...]:

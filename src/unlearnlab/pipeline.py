@@ -7,9 +7,12 @@ call; nothing else builds a CellRunner. Read this file, then plan.py (which cell
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -41,6 +44,65 @@ def training_device(trainer_cfg) -> torch.device:
     if accel == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"trainer.accelerator={accel} is not supported; use cpu, gpu or auto")
+
+
+THREAD_VARS = ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
+
+
+def job_cores() -> int:
+    """The cores this job owns, at least 1: the smallest of its CPU affinity mask, SLURM's
+    --cpus-per-task and the thread budget its launcher exported (joblib's loky workers get
+    OMP_NUM_THREADS = cores // n_jobs). torch's default (every core of the machine, in every
+    process) made two busy jobs here take ~10 s for a 0.26 s digits fit."""
+    if hasattr(os, "sched_getaffinity"):
+        limits = [len(os.sched_getaffinity(0))]
+    else:  # pragma: no cover - macOS / Windows
+        limits = [os.cpu_count() or 1]
+    for var in THREAD_VARS:
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            limits.append(int(value))
+    return max(1, min(limits))
+
+
+def threads_per_worker(workers: int) -> int:
+    return max(1, job_cores() // workers)
+
+
+def quiet_lightning() -> None:
+    """Lightning's per-fit INFO lines (GPU available, tips) drown the study's progress bar."""
+    import lightning  # noqa: F401 - creates its loggers, whose levels are then lowered
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("lightning", "pytorch_lightning")):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`srun` command is available.*")
+
+
+def run_composed(overrides: list[str], output_dir: Path, fn: Callable[[DictConfig], Any],
+                 config_name: str = "config") -> Any:
+    """Compose the config `unlearnlab OVERRIDES` would get and call FN on it with its output dir
+    at OUTPUT_DIR, in this process. Hydra must be initialised (inside a multirun, or
+    `hydra.initialize_config_dir`); its global state is restored afterwards."""
+    from hydra import compose
+    from omegaconf import open_dict, read_write
+
+    cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
+        cfg.hydra.runtime.output_dir = str(output_dir.resolve())
+    saved = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)
+    try:
+        task_cfg = cfg.copy()
+        with read_write(task_cfg), open_dict(task_cfg):
+            del task_cfg["hydra"]
+        return fn(task_cfg)
+    finally:
+        HydraConfig.instance().cfg = saved  # type: ignore[assignment]
 
 
 def config_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -10,10 +10,12 @@ certificate is stated against another mechanism) the cells of the method it name
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,9 +26,11 @@ from unlearnlab.audits.lower_bound import certificate_verdict
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
 from unlearnlab.metrics import ACCURACIES, Catalogue
-from unlearnlab.pipeline import Pipeline
+from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker
 from unlearnlab.plan import RETRAIN, Cell
 from unlearnlab.registry import instantiate
+from unlearnlab.report import write_report
+from unlearnlab.tables import print_results
 
 
 def stack_outputs(results: list[CellResult]) -> ModelOutputs:
@@ -189,6 +193,24 @@ def certificate_check(row: dict[str, float], cfg, n: int) -> dict[str, Any]:
         delta=float(bound.delta), level=float(bound.level), rule_fraction=float(bound.rule_fraction),
     )
     return {"cert/verdict": verdict, **({"cert/n_needed": float(needed)} if needed is not None else {})}
+
+
+def run_study(cfg, compute: bool = True) -> float | None:
+    """task=study (and, with compute=False, task=audit): run or fetch the cells, audit them, print
+    the tables, write results.json and the report, log to W&B. Returns the chosen method's score
+    (what a hyperparameter search maximises)."""
+    console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
+    torch.set_num_threads(threads_per_worker(1))  # the cores this job owns (SLURM, joblib), not the machine's
+    pipe = open_pipeline(cfg)
+    results = Study(pipe, console).run(compute=compute)
+    path = write_results(results, pipe.output_dir)
+    print_results(console, results)
+    report = write_report(results, cfg, pipe.output_dir)
+    pipe.tracker.log_study(results, report, [path])  # one `audit` run per method + the `study` run (+ artifact)
+    console.print(f"results: {path}\nreport:  {report.markdown}")
+    if cfg.get("method") is not None:
+        return results["methods"][cfg.method.name].get("audit/score")
+    return None
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:

@@ -199,7 +199,7 @@ def audit_task(cfg: DictConfig) -> float | None:
     import torch
     from omegaconf import open_dict, read_write
 
-    from unlearnlab.tasks import study
+    from unlearnlab.study import run_study
 
     accel = str(cfg.trainer.get("accelerator", "cpu"))
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():
@@ -208,7 +208,7 @@ def audit_task(cfg: DictConfig) -> float | None:
         with read_write(cfg), open_dict(cfg):
             cfg.trainer.accelerator = "cpu"
     check_audit_inputs(cfg)
-    return study(cfg, compute=False)
+    return run_study(cfg, compute=False)
 
 
 # -- the audit at the end of a multirun --------------------------------------------------------
@@ -288,8 +288,13 @@ class AuditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
 def run_audit(config_name: str, overrides: list[str], out: Path) -> float | None:
     """Compose the config for OVERRIDES as `unlearnlab` would and run the audit task with its
     output dir at OUT (in this process; Hydra's global state is restored afterwards)."""
-    from unlearnlab.tasks import run_composed
+    from unlearnlab.checks import check_config
+    from unlearnlab.pipeline import run_composed
+
+    def checked_audit(cfg: DictConfig) -> float | None:
+        check_config(cfg)
+        return audit_task(cfg)
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
-    return run_composed(list(overrides), out, config_name)
+    return run_composed(list(overrides), out, checked_audit, config_name)

@@ -26,26 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from unlearnlab.errors import ConfigError
-
-THREAD_VARS = ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
-
-
-def job_cores() -> int:
-    """The cores this job may use (see the module docstring), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        limits = [len(os.sched_getaffinity(0))]
-    else:  # pragma: no cover - macOS / Windows
-        limits = [os.cpu_count() or 1]
-    for var in THREAD_VARS:
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            limits.append(int(value))
-    return max(1, min(limits))
-
-
-def threads_per_worker(workers: int) -> int:
-    return max(1, job_cores() // workers)
-
+from unlearnlab.pipeline import job_cores, threads_per_worker  # noqa: F401 - the job's cores, shared with studies
 
 def positive(cfg, key: str, default: int = 1) -> int:
     """cfg[key] as an int ≥ 1 (absent: default), or a ConfigError naming the fix."""
@@ -114,7 +95,7 @@ def _exit_with_parent(parent: int) -> None:
 
 def _init_worker(resolved: dict, out: str, indices: list[int], threads: int, parent: int) -> None:
     from unlearnlab.pipeline import open_pipeline
-    from unlearnlab.tasks import quiet_lightning
+    from unlearnlab.pipeline import quiet_lightning
 
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
