@@ -197,10 +197,14 @@ def _cells_in_process(tmp: Path, *overrides: str):
     return cell_task(cfg)
 
 
-def test_workers_per_device_2_computes_the_same_cells_as_1(tmp_path):
-    """Two spawned workers share the job's cells: same keys, bit-identical stored outputs (CPU)."""
+def test_workers_per_device_2_computes_the_same_cells_as_1(tmp_path, monkeypatch):
+    """Two spawned workers share the job's cells: same keys, bit-identical stored outputs (CPU).
+    Bit-identical needs one thread count in every process (CPU float sums depend on it), so the
+    job owns one core here: each worker, and the parent computing the original, get 1 thread."""
     import torch
     from safetensors.torch import load_file
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
     trained = ["train.epochs=1", "n_models=3", "cells_per_job=3", "index=0"]
     one = _cells_in_process(tmp_path / "w1", *trained, "workers_per_device=1")
