@@ -22,7 +22,11 @@ def _offline_wandb(tmp_path_factory):
         os.environ[var] = str(wb)
     os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_SILENT"] = "true"
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one core per worker, children included
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+    else:
+        torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
 
 
