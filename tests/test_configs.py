@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["dataset", "split", "model", "train", "method", "audit", "trainer", "logger", "paths", "bench",
-          "experiment", "hparams_search"]
+          "experiment", "debug", "hparams_search"]
 
 
 def options(group: str) -> list[str]:

@@ -33,7 +33,7 @@ from conftest import inprocess_error, unlearnlab_inprocess
 from unlearnlab.store import CorruptEntryError, Store, StoreWriteError
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = ["n_models=2", "train.epochs=1", "method=finetune", "controls=[]", "logger=none", "audit=[competition]"]
+BASE = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1 epoch, audit=[competition], logger=none
 KINDS = ("original", "retrain", "unlearn")
 
 
@@ -117,7 +117,7 @@ def test_unknown_name_gets_hydras_message(study, override, missing):
 
     before = snapshot(study / "store")
     with pytest.raises(MissingConfigException) as err:
-        inprocess(study, *BASE[:-1], override)
+        inprocess(study, *BASE, override)
     # Hydra's own words: "Could not find 'method/nosuch'" + the available options for one choice,
     # "Could not load 'audit/nosuch'" for an item of a list
     assert re.search(rf"In 'config': Could not (find|load) '{missing}'", str(err.value)), str(err.value)
@@ -127,7 +127,7 @@ def test_unknown_name_gets_hydras_message(study, override, missing):
 def test_unknown_name_gets_hydras_message_through_the_cli(study):
     """Hydra prints its own message, exit 1, no traceback (one CLI run; the names above in-process)."""
     before = snapshot(study / "store")
-    proc = unlearnlab(study, *BASE[:-1], "method=nosuch")
+    proc = unlearnlab(study, *BASE, "method=nosuch")
     assert proc.returncode == 1
     assert re.search(r"In 'config': Could not find 'method/nosuch'", proc.stderr), proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
@@ -450,7 +450,7 @@ def test_audit_over_mismatched_cells_is_refused_naming_the_difference(study, ove
 def test_unreachable_wandb_costs_a_warning_not_the_study(study):
     env = {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40}
     before = snapshot(study / "store")
-    proc = unlearnlab(study, *BASE[:-2], "logger=wandb", "logger.init_timeout=5", "audit=[competition]", env=env)
+    proc = unlearnlab(study, *BASE, "logger=wandb", "logger.init_timeout=5", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (study / "out" / "results.json").is_file() and (study / "out" / "report.md").is_file()
     assert re.search(r"W&B .* failed .*the study goes on without it", proc.stderr, re.S), proc.stderr[-3000:]
@@ -646,7 +646,7 @@ def test_verify_on_a_missing_store_says_so(tmp_path):
     (["method=newton"], "error: method newton (Newton) applies to logreg models, but model=small_cnn is a network model"),
 ])
 def test_mistakes_fail_in_the_first_seconds_before_anything_is_written(tmp_path, overrides, start):
-    line = inprocess_line(tmp_path, *BASE[:-1], *(overrides if "audit" in overrides[0] else [*overrides, BASE[-1]]))
+    line = inprocess_line(tmp_path, *BASE, *overrides)
     assert line.startswith(start), line
     assert not (tmp_path / "store").exists() and not (tmp_path / "out").exists()  # refused before Hydra made the run dir
 

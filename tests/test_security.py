@@ -22,7 +22,7 @@ from unlearnlab.errors import ConfigError, safe_name
 from unlearnlab.registry import check_targets, instantiate, target_problem
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["n_models=2", "train.epochs=1", "method=finetune", "controls=[]", "logger=none", "audit=[competition]"]
+TINY = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1 epoch, audit=[competition], logger=none
 
 
 def cfg(*overrides: str, hydra: bool = True):
@@ -211,7 +211,7 @@ def test_csv_logger_method_name_cannot_escape_the_run_folder(tmp_path):
     """The issue's example: logger=csv, method.name=../../../X wrote outside the run folder."""
     from conftest import inprocess_error
 
-    err = inprocess_error(tmp_path / "out", f"paths.root={tmp_path}", *TINY[:-2], "logger=csv", "audit=[competition]",
+    err = inprocess_error(tmp_path / "out", f"paths.root={tmp_path}", *TINY, "logger=csv",
                           "method.name=../../../X")
     line = f"error: {err}"
     assert line.startswith("error: method.name='../../../X' becomes a folder name"), line
