@@ -14,8 +14,8 @@ import json
 import logging
 import math
 import time
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -249,9 +249,7 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
 # certificate references and verdicts (issue 12 item 4)
 
 
-def _forget_conf(models, data) -> "np.ndarray":
-    import numpy as np
-
+def _forget_conf(models, data) -> np.ndarray:
     from unlearnlab.audits.competition import logit_scaled_confidence
 
     x, y = MethodData(data, frozenset({"forget"}), 0, "t").tensors("forget")

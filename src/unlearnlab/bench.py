@@ -315,7 +315,7 @@ def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
     return c
 
 
-def bench_methods(opts, cfg, device, console: Console) -> dict[str, Any]:
+def bench_methods(opts, cfg, console: Console) -> dict[str, Any]:
     from unlearnlab.pipeline import open_pipeline
     from unlearnlab.store import Store
     from unlearnlab.tracking import Tracker
@@ -494,7 +494,7 @@ def bench_task(cfg: DictConfig) -> dict[str, Any]:
         results["audit"] = bench_audit(opts, console)
     if "methods" in opts["sections"]:
         console.rule("unlearning cost")
-        results["methods"] = bench_methods(opts, cfg, device, console)
+        results["methods"] = bench_methods(opts, cfg, console)  # cells pick their device from cfg.trainer
     results["estimate"] = estimate(opts, results, name)
     console.rule("results")
     print_tables(results, console)
