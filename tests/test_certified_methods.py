@@ -234,7 +234,7 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
     for name in ("noisy_newton", "descent_to_delete"):
         assert rows[f"{name}_reference"]["cert/sigma"] == rows[name]["cert/sigma"]
         assert results["reference"][name] == f"{name}_reference"
-    assert results["reference"]["newton"] == "retrain"  # train=exact retrains: b drawn per cell
+    assert results["reference"]["newton"] == "retrain"  # recipe=exact retrains: b drawn per cell
     # n_models=4 can prove no ε > 0: every certificate is untestable, with the N that would test it
     for name, needed in (("newton", 24), ("noisy_newton", 16), ("descent_to_delete", 16)):
         assert rows[name]["cert/verdict"] == "not testable at this N", name
@@ -279,7 +279,7 @@ def test_output_noise_references_add_the_methods_noise_to_the_exact_fit(small):
 
 def _newton_vs_reference(data, n_models: int, sigma: float):
     """n_models newton cells (b drawn per cell, original refitted: the certified mechanism) and
-    n_models loss-perturbed exact retrains (the study's train=exact retrain cells), at noise sigma."""
+    n_models loss-perturbed exact retrains (the study's recipe=exact retrain cells), at noise sigma."""
     from unlearnlab.methods.newton import ExactRetrain, Newton
 
     unlearned, retrained, beta = [], [], []

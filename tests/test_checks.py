@@ -49,7 +49,7 @@ def refused(*overrides: str) -> str:
     (["paths.store="], "paths.store is empty; set paths.store=DIR"),
     (["paths.root="], "paths.root is empty"),
     (["method=newton"], "method newton (Newton) applies to logreg models, but model=small_cnn is a network model; "
-                        "use model=logreg train=exact"),
+                        "use model=logreg recipe=exact"),
     (["split=index_file"], "split.path has no value (???); set it, e.g. split.path=VALUE"),
     (["+paths.lock_timeout=-5"], "paths.lock_timeout=-5 must be a number of seconds > 0, or null"),
 ])
@@ -89,11 +89,11 @@ def test_lightning_precisions_pass(precision):
 @pytest.mark.parametrize("overrides, expected", [
     (["n_models=1"], "n_models=1 must be a whole number ≥ 2"),
     (["n_models=2.5"], "n_models=2.5 must be a whole number ≥ 2"),
-    (["train.epochs=-1"], "train.epochs=-1 must be ≥ 0"),
-    (["train.epochs=1.5"], "train.epochs=1.5 must be ≥ 0, a whole number"),
-    (["train.batch_size=0"], "train.batch_size=0 must be ≥ 1"),
-    (["train.lr=inf"], "train.lr=inf must be a finite number ≥ 0"),
-    (["train.weight_decay=-1"], "train.weight_decay=-1 must be a finite number ≥ 0"),
+    (["recipe.epochs=-1"], "recipe.epochs=-1 must be ≥ 0"),
+    (["recipe.epochs=1.5"], "recipe.epochs=1.5 must be ≥ 0, a whole number"),
+    (["recipe.batch_size=0"], "recipe.batch_size=0 must be ≥ 1"),
+    (["recipe.lr=inf"], "recipe.lr=inf must be a finite number ≥ 0"),
+    (["recipe.weight_decay=-1"], "recipe.weight_decay=-1 must be a finite number ≥ 0"),
     (["method=finetune", "method.epochs=-2"], "method.epochs=-2 must be ≥ 0"),
     (["method=finetune", "method.batch_size=0"], "method.batch_size=0 must be ≥ 1"),
     (["method=finetune", "method.lr=nan"], "method.lr=nan must be a finite number ≥ 0"),
@@ -104,7 +104,7 @@ def test_sizes_and_rates_are_checked_in_one_place(overrides, expected):
 
 
 def test_numbers_given_as_strings_are_numbers():
-    check_config(cfg("n_models='4'", "method=finetune", "method.lr='0.5'", "train.epochs='2'"))
+    check_config(cfg("n_models='4'", "method=finetune", "method.lr='0.5'", "recipe.epochs='2'"))
     assert "must be a whole number ≥ 2" in refused("n_models='1'")
 
 
@@ -118,7 +118,7 @@ def test_every_method_config_passes_with_its_model(method):
     from hydra.utils import get_class
 
     kinds = method_model_kinds(get_class(cfg(f"method={method}").method._target_))
-    extra = ["model=logreg", "train=exact"] if kinds == {"logreg"} else []
+    extra = ["model=logreg", "recipe=exact"] if kinds == {"logreg"} else []
     check_config(cfg(f"method={method}", *extra))
 
 

@@ -16,7 +16,7 @@ from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ["dataset", "split", "model", "train", "method", "audit", "trainer", "logger", "paths", "bench",
+GROUPS = ["dataset", "split", "model", "recipe", "method", "audit", "trainer", "logger", "paths", "bench",
           "experiment", "debug", "hparams_search"]
 
 
@@ -68,7 +68,7 @@ def test_every_option_composes_and_its_targets_resolve(group, option):
         except (ImportError, ValueError):
             obj = get_method(target)
         assert callable(obj), f"{where}._target_={target} is not callable"
-    if group in ("method", "audit", "model", "dataset", "split", "train"):
+    if group in ("method", "audit", "model", "dataset", "split", "recipe"):
         node = plain[group] if group != "audit" else plain["audit"][option]
         assert node, f"{group}={option} composed to an empty node"
 

@@ -74,14 +74,14 @@ def _experiment(name: str, *overrides: str):
 
 def test_experiments_compose():
     cfg = _experiment("mislabeled_digits")
-    assert (cfg.split.kind, cfg.train.epochs, cfg.model.width, cfg.n_models) == ("mislabeled", 30, 16, 8)
+    assert (cfg.split.kind, cfg.recipe.epochs, cfg.model.width, cfg.n_models) == ("mislabeled", 30, 16, 8)
     every = _experiment("all_methods_mislabeled")
-    assert every.split.kind == "mislabeled" and every.train.epochs == 30
+    assert every.split.kind == "mislabeled" and every.recipe.epochs == 30
     assert set(every.methods) == set(_experiment("all_methods_digits").methods)
 
 
 def test_original_memorises_the_relabelled_examples_and_a_retrain_does_not():
-    """The study's premise, with its own recipe (conf/train/digits_mislabeled.yaml): measured here
+    """The study's premise, with its own recipe (conf/recipe/digits_mislabeled.yaml): measured here
     at 0.986 for the original and 0.0 for two retrains (test accuracy 0.94 / 0.99); one retrain
     here, to keep the test short on a shared CPU."""
     from unlearnlab.data.loader import Augment
@@ -90,7 +90,7 @@ def test_original_memorises_the_relabelled_examples_and_a_retrain_does_not():
 
     cfg = _experiment("mislabeled_digits")
     data = load_study_data(cfg.dataset, cfg.split)
-    t = cfg.train
+    t = cfg.recipe
 
     def forget_acc(part: str, seed: int) -> tuple[float, float]:
         L.seed_everything(seed, verbose=False)

@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
-STUDY = ["controls=[]", "method=finetune", "method.epochs=1", "train.epochs=1", "logger=none",
+STUDY = ["controls=[]", "method=finetune", "method.epochs=1", "recipe.epochs=1", "logger=none",
          "audit=[competition,mia_kit]"]
 
 

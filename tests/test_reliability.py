@@ -138,8 +138,8 @@ def test_unknown_name_gets_hydras_message_through_the_cli(study):
 @pytest.mark.parametrize("overrides, pattern", [
     (["split.fraction=0"], r"split\.fraction=0\.0 must be in \(0, 1\)"),
     (["n_models=1"], r"n_models=1 must be a whole number ≥ 2"),
-    (["train.epochs=-1"], r"train\.epochs=-1 must be ≥ 0"),
-    (["train.lr=-0.1"], r"lr=-0\.1.* must be .*≥ 0"),
+    (["recipe.epochs=-1"], r"recipe\.epochs=-1 must be ≥ 0"),
+    (["recipe.lr=-0.1"], r"lr=-0\.1.* must be .*≥ 0"),
     (["method.lr=-1"], r"lr=-1(\.0)?.* must be .*≥ 0"),
     (["method.epochs=-2"], r"method\.epochs=-2 must be ≥ 0"),
     (["split=class", "split.classes=[3,12]"], r"split\.classes has \[12\], but digits has classes 0\.\.9"),
@@ -537,8 +537,8 @@ def test_check_config_refuses_early():
     for ov, msg in [
         (("method=finetune", "method._target_=os.system"), "config.method: _target_ 'os.system' is not allowed"),
         (("methods.finetune.lr=-1",), "methods.finetune.lr=-1 must be a finite number ≥ 0"),
-        (("train.lr=inf",), "train.lr=inf must be a finite number ≥ 0"),
-        (("train.batch_size=0",), "train.batch_size=0 must be ≥ 1"),
+        (("recipe.lr=inf",), "recipe.lr=inf must be a finite number ≥ 0"),
+        (("recipe.batch_size=0",), "recipe.batch_size=0 must be ≥ 1"),
         (("n_models=0",), "n_models=0 must be a whole number ≥ 2"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(msg)):
@@ -688,4 +688,4 @@ def test_the_same_forget_file_at_another_path_is_the_same_cells(tmp_path):
 
 def test_a_number_given_as_a_string_is_the_same_cell():
     assert _keys("method.lr=0.1") == _keys("method.lr='0.1'")
-    assert _keys("train.epochs=10") == _keys("train.epochs=10.0")
+    assert _keys("recipe.epochs=10") == _keys("recipe.epochs=10.0")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["n_models=4", "train.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1",
+TINY = ["n_models=4", "recipe.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1",
         "logger.cell_runs=true",  # per-cell W&B runs are off by default (logger.cell_runs)
         # the competition audit's permutation tests were most of a run's time and no test here reads
         # their p-values: 9 relabellings, not 49; one method-vs-method pair (retrain vs finetune), not three
@@ -92,7 +92,7 @@ def test_method_override_runs_it_beside_the_controls(tmp_path):
     from conftest import unlearnlab_inprocess
 
     unlearnlab_inprocess(tmp_path / "out", f"paths.root={tmp_path}", "method=finetune_kaggle", "n_models=2",
-                         "train.epochs=1", "audit=[competition]", "logger=none")
+                         "recipe.epochs=1", "audit=[competition]", "logger=none")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results["methods"]) == ["identity", "retrain", "finetune_kaggle"]
 

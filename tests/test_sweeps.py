@@ -27,7 +27,7 @@ CONF = str(REPO / "conf")
 # 9 relabellings (not 49) in the competition audit's permutation test: no test here reads a p-value's
 # resolution, and the audits compared are all run with the same K.
 BASE = ["task=cell", "controls=[]", "n_models=2", "audit=[competition,mia_kit]", "audit.competition.n_permutations=9"]
-TINY = [*BASE, "train.epochs=1", "method=finetune", "method.epochs=1"]
+TINY = [*BASE, "recipe.epochs=1", "method=finetune", "method.epochs=1"]
 INDEXES = "index=range(0,2)"
 # The sliced sweep: N = 4 in 2 jobs of 2 cells per kind.
 SLICED = [*TINY, "n_models=4", "cells_per_job=2", "index=range(0,4,2)"]
@@ -192,7 +192,7 @@ def _cells_in_process(tmp: Path, *overrides: str):
     from unlearnlab.sweep import cell_task
 
     with initialize_config_dir(CONF, version_base="1.3"):
-        cfg = compose("config", overrides=[*TINY, "logger=none", "train.epochs=0", f"paths.root={tmp}",
+        cfg = compose("config", overrides=[*TINY, "logger=none", "recipe.epochs=0", f"paths.root={tmp}",
                                            f"paths.output_dir={tmp}/out", *overrides])
     return cell_task(cfg)
 
@@ -206,7 +206,7 @@ def test_workers_per_device_2_computes_the_same_cells_as_1(tmp_path, monkeypatch
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
-    trained = ["train.epochs=1", "n_models=3", "cells_per_job=3", "index=0"]
+    trained = ["recipe.epochs=1", "n_models=3", "cells_per_job=3", "index=0"]
     one = _cells_in_process(tmp_path / "w1", *trained, "workers_per_device=1")
     two = _cells_in_process(tmp_path / "w2", *trained, "workers_per_device=2")
     assert [c["key"] for c in one] == [c["key"] for c in two] and len(two) == 1 + 3 + 3
@@ -244,7 +244,7 @@ def test_audit_refuses_mismatched_cells_and_says_what_differs(tmp_path):
     # finetune cells computed on a 20% forget set; the audit asks for the default 10%
     _cells_in_process(tmp_path, "split.fraction=0.2")
     with initialize_config_dir(CONF, version_base="1.3"):
-        base = [*TINY[1:], "logger=none", "train.epochs=0", f"paths.root={tmp_path}"]
+        base = [*TINY[1:], "logger=none", "recipe.epochs=0", f"paths.root={tmp_path}"]
         ok = compose("config", overrides=[*base, "split.fraction=0.2"])
         other_split = compose("config", overrides=base)
         bigger_n = compose("config", overrides=[*base, "split.fraction=0.2", "n_models=3"])
@@ -359,7 +359,7 @@ def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_re
 
 @pytest.mark.slow
 def test_submitit_local_multirun(tmp_path):
-    sweep(tmp_path, *BASE, "method=identity", "train.epochs=0", INDEXES, "logger=none",
+    sweep(tmp_path, *BASE, "method=identity", "recipe.epochs=0", INDEXES, "logger=none",
           "hydra/launcher=local", "hydra.launcher.timeout_min=10")
     assert_complete(tmp_path, 2, methods=("identity",))
     assert list((tmp_path / "sweep" / ".submitit").iterdir())

@@ -66,7 +66,7 @@ def logged_study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "n_models=2", "audit=[competition,mia_kit]", "train.epochs=1", "method=finetune", "method.epochs=1", "method.lr=0.05",
+            "n_models=2", "audit=[competition,mia_kit]", "recipe.epochs=1", "method=finetune", "method.epochs=1", "method.lr=0.05",
             "logger=wandb", f"paths.root={tmp}", f"paths.output_dir={tmp}/out",
         ])
     pipe = open_pipeline(cfg)

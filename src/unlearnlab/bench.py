@@ -306,7 +306,7 @@ def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
     OmegaConf.set_struct(c, False)
     c.logger = {"kind": "none"}
     if opts["epochs"] is not None:
-        c.train.epochs = int(opts["epochs"])
+        c.recipe.epochs = int(opts["epochs"])
         for name in c.get("methods") or {}:
             if "epochs" in c.methods[name]:
                 c.methods[name].epochs = int(opts["epochs"])
@@ -345,7 +345,7 @@ def bench_methods(opts, cfg, console: Console) -> dict[str, Any]:
                 unlearn[name].append(runner.run(planner.unlearn(name, i)).metrics["cost/seconds"])
     r = min(retrain)
     out = {
-        "dataset": str(c.dataset.name), "model": str(c.model.name), "train_epochs": int(c.train.epochs),
+        "dataset": str(c.dataset.name), "model": str(c.model.name), "train_epochs": int(c.recipe.epochs),
         "repeats": reps, "original_s": original, "retrain_s": r, "retrain_all_s": retrain, "methods": {},
         "missing": missing,
     }
@@ -375,7 +375,7 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
     tp = [r for r in results.get("throughput", []) if r["model"] == "fastnet"]
     if tp:
         best = max(tp, key=lambda r: r["img_s"])
-        recipe = OmegaConf.load(_conf_dir() / "train" / "fastnet.yaml")
+        recipe = OmegaConf.load(_conf_dir() / "recipe" / "fastnet.yaml")
         epochs = int(recipe.epochs)
         fit_overhead = max([r["fit_overhead_s"] for r in results.get("ratio", [])] or [0.0])
         # a ratio < 1 is noise (the framework runs the same loop plus bookkeeping): never discount

@@ -85,13 +85,13 @@ class CellRunner:
             extra: dict[str, float] = {}
             if cell.kind == "unlearn":
                 extra = self._unlearn(cell, model, make_trainer)
-            elif self.cfg.train.get("solver", "sgd") == "exact":
+            elif self.cfg.recipe.get("solver", "sgd") == "exact":
                 from unlearnlab.certified import fit_model_exact
 
                 part = "train" if cell.kind == "original" else "retain"
-                fit_model_exact(model, self.data, part, self.cfg.train, cell.seed)
+                fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
             else:
-                epochs, batch_size, optim, augment = _recipe(self.cfg.train)
+                epochs, batch_size, optim, augment = _recipe(self.cfg.recipe)
                 part = "train" if cell.kind == "original" else "retain"
                 batches = self.data.batches(part, batch_size, True, cell.seed, augment)
                 if epochs > 0:

@@ -228,7 +228,7 @@ def check_sizes(view: _Resolver) -> None:
         raise ConfigError(
             f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models"
         )
-    check_hyperparameters(view.get("train"), "train")
+    check_hyperparameters(view.get("recipe"), "recipe")
     for where, mcfg in method_configs(view).items():
         target = mcfg.get("_target_")
         fractional = float_arguments(target_object(target, f"config.{where}")) if isinstance(target, str) else set()
@@ -304,7 +304,7 @@ def check_trainer(trainer: Any) -> None:
     for key in trainer:
         if key in TRAINER_SET_PER_FIT:
             raise ConfigError(
-                f"trainer.{key} is set by each fit (epochs from train/method, the logger from logger=); remove it"
+                f"trainer.{key} is set by each fit (epochs from recipe/method, the logger from logger=); remove it"
             )
         if key not in accepted:
             raise ConfigError(
@@ -418,7 +418,7 @@ def check_applies(cls: type, model_obj: Any, method_name: str, model_name: str) 
     kinds, kind = method_model_kinds(cls), model_kind(model_obj)
     if kinds is not None and kind not in kinds:
         want = " or ".join(sorted(kinds))
-        hint = "model=logreg train=exact" if "logreg" in kinds else f"a {want} model (e.g. model=small_cnn)"
+        hint = "model=logreg recipe=exact" if "logreg" in kinds else f"a {want} model (e.g. model=small_cnn)"
         raise ConfigError(
             f"method {method_name} ({cls.__name__}) applies to {want} models, but model={model_name} is a "
             f"{kind} model; use {hint}, or a method for {kind} models"

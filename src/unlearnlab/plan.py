@@ -93,13 +93,13 @@ class Planner:
     def original(self) -> Cell:
         if self._original is None:
             seed = derive_seed(self.cfg.seed, "original")
-            spec = {"kind": "original", **self._common, "train": plain(self.cfg.train), "seed": seed}
+            spec = {"kind": "original", **self._common, "recipe": plain(self.cfg.recipe), "seed": seed}
             self._original = Cell("original", "original", 0, seed, spec)
         return self._original
 
     def retrain(self, i: int) -> Cell:
         seed = derive_seed(self.cfg.seed, "retrain", i)
-        spec = {"kind": "retrain", **self._common, "split": self._split, "train": plain(self.cfg.train), "seed": seed}
+        spec = {"kind": "retrain", **self._common, "split": self._split, "recipe": plain(self.cfg.recipe), "seed": seed}
         return Cell("retrain", "retrain", i, seed, spec)
 
     def unlearn(self, name: str, i: int) -> Cell:

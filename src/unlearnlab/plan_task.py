@@ -62,7 +62,7 @@ def rates(cfg: DictConfig, data, methods: list[str], bench_path: Path | None) ->
     recipe on this kind of device; its measured throughput for this model; built-in rates.
     """
     kind, model = device_kind(cfg), str(cfg.model.name)
-    epochs, n_train, n_retain = int(cfg.train.epochs), len(data.labels("train")), len(data.labels("retain"))
+    epochs, n_train, n_retain = int(cfg.recipe.epochs), len(data.labels("train")), len(data.labels("retain"))
     bench = json.loads(bench_path.read_text()) if bench_path else None
     notes: list[str] = []
     if bench is not None and _bench_kind(bench) != kind:

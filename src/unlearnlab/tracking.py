@@ -185,7 +185,7 @@ class Tracker:
         method = {"name": name, **{k: v for k, v in method.items() if k != "name"}}
         config = flatten({
             "method": method, "dataset": raw.get("dataset", {}), "split": raw.get("split", {}),
-            "model": raw.get("model", {}), "train": raw.get("train", {}),
+            "model": raw.get("model", {}), "recipe": raw.get("recipe", {}),
         })
         config.update({
             "study": results.get("study", self.study), "n_models": results.get("n_models"),

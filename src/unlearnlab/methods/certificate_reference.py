@@ -5,7 +5,7 @@ cell seed, so an audit of ``noisy_newton`` / ``descent_to_delete`` against them 
 certificate itself (the study's retrained models carry no output noise: against them every
 noised method is trivially distinguishable, which says nothing about the certificate).
 
-The learner is the exact minimiser (``train: exact``) of the original's objective on D∖F — its
+The learner is the exact minimiser (``recipe: exact``) of the original's objective on D∖F — its
 loss perturbation b stays, as in the methods — and σ is calibrated by the method's own code from
 the same hyperparameters (pass the same epsilon, delta, removal_batch, steps: the experiment
 config interpolates them), so the two sides differ only in how the minimiser on D∖F is reached.

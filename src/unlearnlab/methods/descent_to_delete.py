@@ -1,6 +1,6 @@
 """descent_to_delete: perturbed projected gradient descent (Neel, Roth, Sharifi-Malvajerdi 2021).
 
-From the original (``model: logreg``, ``train: exact``: the exact minimiser, so the "secret" state
+From the original (``model: logreg``, ``recipe: exact``: the exact minimiser, so the "secret" state
 starts at the optimum), each update deletes ``removal_batch`` points, runs ``steps`` projected GD
 steps (lr 2/(m+M)) on the mean objective of the remaining data from the current secret weights,
 and publishes secret + N(0, sigma^2 I). The loss perturbation b the original was fitted with stays

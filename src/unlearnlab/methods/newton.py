@@ -1,7 +1,7 @@
 """newton: certified removal by Newton steps with loss perturbation (Guo, Goldstein, Hannun,
 van der Maaten 2020; facebookresearch/certified-removal), and the exact-retrain control.
 
-The original is a ``LogisticRegression`` fitted exactly (``train: exact``) with a loss
+The original is a ``LogisticRegression`` fitted exactly (``recipe: exact``) with a loss
 perturbation b ~ N(0, sigma^2 I) stored in its state. The forget set is removed ``removal_batch``
 points at a time: Newton step on the remaining data, data-dependent gradient-residual bound beta
 (``unlearnlab.certified.NewtonRemover``). While beta <= sigma eps / c the model is
@@ -179,7 +179,7 @@ class Newton(ClosedFormRemoval):
 
 
 class ExactRetrain(UnlearningMethod):
-    """Control for ``train: exact`` studies: the exact loss-perturbed fit on retain with a b drawn
+    """Control for ``recipe: exact`` studies: the exact loss-perturbed fit on retain with a b drawn
     from this cell's seed — an independent sample of A(D \\ F), the certificates' reference.
     (The generic ``retrain`` control re-initialises and runs SGD epochs, which a closed-form
     recipe does not have.)"""

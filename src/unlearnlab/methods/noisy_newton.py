@@ -1,7 +1,7 @@
 """noisy_newton: Newton step from stored statistics + Gaussian output noise (Sekhari, Acharya,
 Kamath, Suresh 2021, "Remember What You Want to Forget").
 
-The original (``model: logreg``, ``train: exact``) is the exact minimiser w of the regularised
+The original (``model: logreg``, ``recipe: exact``) is the exact minimiser w of the regularised
 objective (its loss perturbation b, if any, stays in the objective as a fixed linear term: it moves
 neither the Hessian nor the per-deletion change of the minimiser, so Sekhari's bound is unchanged).
 The stored statistic is the Hessian on D at w. Deleting U (|U| = m): w_bar = w + H_keep^-1 sum_U grad f,
