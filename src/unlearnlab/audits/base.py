@@ -7,9 +7,11 @@ so the input is a bundle of numpy arrays, not store entries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Iterable, Protocol
 
 import numpy as np
+
+from unlearnlab.metrics import Metric
 
 
 @dataclass(frozen=True)
@@ -48,3 +50,28 @@ class Audit(Protocol):
     name: str
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]: ...
+
+
+def with_reference(metric: Metric, reference_help: str) -> tuple[Metric, Metric]:
+    """`metric` and NAME_retrain, the same quantity on the retrained models: the reference a
+    perfect method matches (in the same table group)."""
+    return metric, Metric(f"{metric.name}_retrain", reference_help, group=metric.group)
+
+
+class PerModelAudit:
+    """An audit that scores every model on its own: the mean of `per_model` over the unlearned
+    models under its first metric, and over the retrained ones, the reference, under the second
+    (declared together with `with_reference`)."""
+
+    metrics: ClassVar[tuple[Metric, Metric]]
+
+    def per_model(self, outputs: ModelOutputs, labels: dict[str, np.ndarray]) -> Iterable[float]:
+        """One score per model of `outputs`."""
+        raise NotImplementedError
+
+    def mean(self, outputs: ModelOutputs, labels: dict[str, np.ndarray]) -> float:
+        return float(np.mean(list(self.per_model(outputs, labels))))
+
+    def __call__(self, inp: AuditInput) -> dict[str, Any]:
+        value, reference = self.metrics
+        return {value.name: self.mean(inp.unlearn, inp.labels), reference.name: self.mean(inp.retrain, inp.labels)}

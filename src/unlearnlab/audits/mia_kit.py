@@ -14,14 +14,15 @@ can differ).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
 
 from unlearnlab.audits._features import cross_entropy
-from unlearnlab.audits.base import AuditInput
+from unlearnlab.audits.base import PerModelAudit, with_reference
 from unlearnlab.metrics import Metric
 
 
@@ -49,36 +50,22 @@ def kit_mia_accuracy(
     return float(cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy").mean())
 
 
-class KitMIAAudit:
+@dataclass(frozen=True)
+class KitMIAAudit(PerModelAudit):
     """Kit MIA accuracy averaged over the unlearned models, and over the retrained ones as the
     reference a perfect method would match."""
 
-    name = "mia_kit"
-    metrics: ClassVar[tuple[Metric, ...]] = (
+    name: ClassVar[str] = "mia_kit"
+    metrics: ClassVar[tuple[Metric, Metric]] = with_reference(
         Metric("audit/mia_acc", "starting-kit MIA: logistic-regression accuracy on the loss, forget vs test "
                "(classes balanced: chance 0.5); ideal ≈ audit/mia_acc_retrain", group="Membership inference"),
-        Metric("audit/mia_acc_retrain", "the kit MIA on the retrained models (the reference for audit/mia_acc)",
-               group="Membership inference"),
+        "the kit MIA on the retrained models (the reference for audit/mia_acc)",
     )
 
-    def __init__(self, n_splits: int = 10, random_state: int = 0):
-        self.n_splits = n_splits
-        self.random_state = random_state
+    n_splits: int = 10
+    random_state: int = 0
 
-    def _mean_acc(self, outputs, labels) -> float:
+    def per_model(self, outputs, labels) -> list[float]:
         forget = cross_entropy(outputs.forget, labels["forget"])
         test = cross_entropy(outputs.test, labels["test"])
-        return float(
-            np.mean(
-                [
-                    kit_mia_accuracy(f, t, self.n_splits, self.random_state)
-                    for f, t in zip(forget, test)
-                ]
-            )
-        )
-
-    def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        return {
-            "audit/mia_acc": self._mean_acc(inp.unlearn, inp.labels),
-            "audit/mia_acc_retrain": self._mean_acc(inp.retrain, inp.labels),
-        }
+        return [kit_mia_accuracy(f, t, self.n_splits, self.random_state) for f, t in zip(forget, test)]

@@ -5,13 +5,13 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from sklearn.svm import SVC
 
 from unlearnlab.audits._features import true_class_prob
-from unlearnlab.audits.base import AuditInput
+from unlearnlab.audits.base import PerModelAudit, with_reference
 from unlearnlab.metrics import Metric
 
 
@@ -28,26 +28,19 @@ def mia_efficacy(retain_py: np.ndarray, test_py: np.ndarray, forget_py: np.ndarr
     return float(1.0 - clf.predict(np.reshape(forget_py, (-1, 1))).mean())
 
 
-class SVCMIAAudit:
+class SVCMIAAudit(PerModelAudit):
     """MIA-efficacy averaged over the unlearned models, and over the retrained ones (reference)."""
 
     name = "mia_svc"
-    metrics: ClassVar[tuple[Metric, ...]] = (
+    metrics: ClassVar[tuple[Metric, Metric]] = with_reference(
         Metric("audit/mia_efficacy", "SalUn MIA-efficacy: share of forget examples an SVC on p_y calls non-member; "
                "ideal ≈ audit/mia_efficacy_retrain", group="Membership inference"),
-        Metric("audit/mia_efficacy_retrain", "MIA-efficacy of the retrained models (the reference)",
-               group="Membership inference"),
+        "MIA-efficacy of the retrained models (the reference)",
     )
 
-    def _mean_efficacy(self, outputs, labels) -> float:
+    def per_model(self, outputs, labels) -> list[float]:
         retain, test, forget = (
             true_class_prob(getattr(outputs, part), labels[part])
             for part in ("retain", "test", "forget")
         )
-        return float(np.mean([mia_efficacy(*per_model) for per_model in zip(retain, test, forget)]))
-
-    def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        return {
-            "audit/mia_efficacy": self._mean_efficacy(inp.unlearn, inp.labels),
-            "audit/mia_efficacy_retrain": self._mean_efficacy(inp.retrain, inp.labels),
-        }
+        return [mia_efficacy(*per_model) for per_model in zip(retain, test, forget)]

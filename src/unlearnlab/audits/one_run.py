@@ -12,6 +12,7 @@ says so. For a bound with a stated (ε, δ) meaning use the ``lower_bound`` audi
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -83,10 +84,12 @@ def one_run_audit(
             "eps_max": max_eps_lower_bound(r, p_value)}
 
 
+@dataclass(frozen=True)
 class OneRunAudit:
-    """ε lower bound from the auditor's guesses on held-out unlearned / retrained models."""
+    """ε lower bound from the auditor's guesses on held-out unlearned / retrained models; its
+    fields are one_run_audit's options."""
 
-    name = "one_run"
+    name: ClassVar[str] = "one_run"
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/eps_lower_bound", "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% "
                "confidence) from guesses on held-out models; ideal 0; at most audit/one_run_eps_max",
@@ -98,26 +101,13 @@ class OneRunAudit:
         Metric("audit/one_run_correct", "number of those guesses that were correct", group="One-run ε lower bound"),
     )
 
-    def __init__(
-        self,
-        seed: int = 0,
-        guess_fraction: float = 0.5,
-        p_value: float = 0.05,
-        min_std: float = 1e-3,
-    ):
-        self.seed = seed
-        self.guess_fraction = guess_fraction
-        self.p_value = p_value
-        self.min_std = min_std
+    seed: int = 0
+    guess_fraction: float = 0.5
+    p_value: float = 0.05
+    min_std: float = 1e-3
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        out = one_run_audit(
-            *forget_confidences(inp),
-            seed=self.seed,
-            guess_fraction=self.guess_fraction,
-            p_value=self.p_value,
-            min_std=self.min_std,
-        )
+        out = one_run_audit(*forget_confidences(inp), **asdict(self))
         if out["eps_max"] == 0.0:
             log.warning("one_run: %d guesses can prove no ε > 0 even if all are right (vacuous); "
                         "raise n_models (5 guesses need n_models ≥ 10 at guess_fraction 0.5)", out["guesses"])

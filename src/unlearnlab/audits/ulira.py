@@ -14,6 +14,7 @@ therefore not comparable with the paper's.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,10 +93,11 @@ def ulira(
     }
 
 
+@dataclass(frozen=True)
 class ULiRAAudit:
-    """U-LiRA on the forget set's logit-scaled confidence."""
+    """U-LiRA on the forget set's logit-scaled confidence; its fields are ulira's options."""
 
-    name = "ulira"
+    name: ClassVar[str] = "ulira"
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/ulira_acc", "U-LiRA balanced accuracy telling unlearned from retrained models; ideal 0.5",
                group="U-LiRA", goal="min"),
@@ -106,16 +108,10 @@ class ULiRAAudit:
                group="U-LiRA", goal="min"),
     )
 
-    def __init__(self, seed: int = 0, min_std: float = 1e-3, per_example: bool = True):
-        self.seed = seed
-        self.min_std = min_std
-        self.per_example = per_example
+    seed: int = 0
+    min_std: float = 1e-3
+    per_example: bool = True
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        out = ulira(
-            *forget_confidences(inp),
-            seed=self.seed,
-            min_std=self.min_std,
-            per_example=self.per_example,
-        )
+        out = ulira(*forget_confidences(inp), **asdict(self))
         return {f"audit/ulira_{k}": v for k, v in out.items()}
