@@ -117,6 +117,13 @@ class UnlearningMethod(EpochMetrics):
     def teacher(self, name: str = "teacher") -> nn.Module:
         return self._teachers[name]
 
+    def with_teacher(self, x: torch.Tensor, name: str = "teacher") -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's output on `x` and the frozen teacher's, the latter without a graph: the
+        pair a distillation step compares."""
+        out = self.model(x)
+        with torch.no_grad():
+            return out, self.teacher(name)(x)
+
     @property
     def teachers(self) -> dict[str, nn.Module]:
         """The declared frozen teachers, by name."""

@@ -76,8 +76,7 @@ class CyclicReinitMSE(UnlearningMethod):
         gen = generator(self.data.seed * 1_000_003 + self.cycle * 100_003 + self.current_epoch * 10_007 + batch_idx,
                         x.device)
         x = x + self.noise_std * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        with torch.no_grad():
-            target = self.teacher()(x)
-        loss = F.mse_loss(self.model(x), target)
+        out, target = self.with_teacher(x)
+        loss = F.mse_loss(out, target)
         self.track(mse=loss)
         return loss

@@ -10,19 +10,27 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 import torch.nn.functional as F
 
 from unlearnlab.methods.base import UnlearningMethod
 
 
 class Finetune(UnlearningMethod):
-    reads: ClassVar[frozenset[str]] = frozenset({"retain"})
+    """Cross-entropy on the batches of one part, `part`: descended on retain here and by the
+    methods that fine-tune after a step of their own; NegGrad ascends it on forget (`objective`)."""
+
+    part: ClassVar[str] = "retain"
+    reads: ClassVar[frozenset[str]] = frozenset({part})
 
     def train_dataloader(self):
-        return self.data.batches("retain", self.batch_size, augment=self.augment)
+        return self.data.batches(self.part, self.batch_size, augment=self.augment)
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track(loss=loss)
-        return loss
+        return self.objective(F.cross_entropy(self.model(x), y))
+
+    def objective(self, ce: torch.Tensor) -> torch.Tensor:
+        """The loss (tracked) from the batch's mean cross-entropy: here the cross-entropy itself."""
+        self.track(loss=ce)
+        return ce

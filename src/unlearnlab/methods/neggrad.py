@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch.nn.functional as F
+import torch
 
-from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.finetune import Finetune
 
 
-class NegGrad(UnlearningMethod):
-    reads: ClassVar[frozenset[str]] = frozenset({"forget"})
+class NegGrad(Finetune):
+    """Finetune's loop over the forget set, with the cross-entropy's sign flipped."""
 
-    def train_dataloader(self):
-        return self.data.batches("forget", self.batch_size, augment=self.augment)
+    part: ClassVar[str] = "forget"
+    reads: ClassVar[frozenset[str]] = frozenset({part})
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        ce = F.cross_entropy(self.model(x), y)
+    def objective(self, ce: torch.Tensor) -> torch.Tensor:
         self.track(loss=-ce, ce_forget=ce)
         return -ce

@@ -88,9 +88,8 @@ class PruneReinit(UnlearningMethod):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self.model(x)
-        with torch.no_grad():
-            h_orig = entropy(self.teacher()(x))
+        out, t_out = self.with_teacher(x)
+        h_orig = entropy(t_out)
         ce = F.cross_entropy(out, y, weight=self.class_weights.to(out.device))
         ent = F.mse_loss(entropy(out), h_orig)
         loss = ce + ent

@@ -66,9 +66,7 @@ class ResetDistill(UnlearningMethod):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        out = self.model(x)
-        with torch.no_grad():
-            t_out = self.teacher()(x)
+        out, t_out = self.with_teacher(x)
         kl = kl_to_teacher(out, t_out, self.temperature)
         if self.phase == "warmup":
             self.track(kl=kl)

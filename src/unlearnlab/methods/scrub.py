@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
@@ -68,9 +67,7 @@ class Scrub(UnlearningMethod):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.model(x)
-        with torch.no_grad():
-            teacher_logits = self.teacher()(x)
+        logits, teacher_logits = self.with_teacher(x)
         kl = kl_student_teacher(logits, teacher_logits, self.temperature)
         if self.phase == "max":
             self.track(loss=-kl, kl_forget=kl)
