@@ -71,8 +71,8 @@ def method_config(name: str, **overrides) -> dict:
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"method={name}", *[f"method.{k}={v}" for k, v in overrides.items()]])
-    return OmegaConf.to_container(cfg.method, resolve=True)
+        cfg = compose("config", overrides=[f"method={name}", *[f"methods.{name}.{k}={v}" for k, v in overrides.items()]])
+    return OmegaConf.to_container(cfg.methods[name], resolve=True)
 
 
 def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):

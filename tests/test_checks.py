@@ -40,9 +40,9 @@ def refused(*overrides: str) -> str:
     (["trainer.precision=bogus"], "trainer.precision=bogus is not a Lightning precision: Precision 'bogus' is invalid"),
     (["+trainer.max_epoch=3"], "trainer.max_epoch is not a lightning.Trainer argument; did you mean trainer.max_epochs?"),
     (["+trainer.max_epochs=3"], "trainer.max_epochs is set by each fit"),
-    (["method=finetune", "+method.lrr=0.1"],
-     "method.lrr is not an argument of unlearnlab.methods.finetune.Finetune; did you mean method.lr?"),
-    (["+methods.neggrad_plus.alpah=0.5"], "methods.neggrad_plus.alpah is not an argument of"),
+    (["method=finetune", "+methods.finetune.lrr=0.1"],
+     "methods.finetune.lrr is not an argument of unlearnlab.methods.finetune.Finetune; did you mean methods.finetune.lr?"),
+    (["+methods.neggrad_plus_digits.alpah=0.5"], "methods.neggrad_plus_digits.alpah is not an argument of"),
     (["+audit.competition.deltaa=1e-5"],
      "audit.competition.deltaa is not an argument of unlearnlab.audits.competition.CompetitionAudit; did you mean audit.competition.delta?"),
     (["+model.widht=8"], "model.widht is not an argument of unlearnlab.models.small_cnn.SmallCNN; did you mean model.width?"),
@@ -94,17 +94,20 @@ def test_lightning_precisions_pass(precision):
     (["recipe.batch_size=0"], "recipe.batch_size=0 must be ≥ 1"),
     (["recipe.lr=inf"], "recipe.lr=inf must be a finite number ≥ 0"),
     (["recipe.weight_decay=-1"], "recipe.weight_decay=-1 must be a finite number ≥ 0"),
-    (["method=finetune", "method.epochs=-2"], "method.epochs=-2 must be ≥ 0"),
-    (["method=finetune", "method.batch_size=0"], "method.batch_size=0 must be ≥ 1"),
-    (["method=finetune", "method.lr=nan"], "method.lr=nan must be a finite number ≥ 0"),
-    (["methods.finetune.lr=-1"], "methods.finetune.lr=-1 must be a finite number ≥ 0"),
+    (["method=finetune", "methods.finetune.epochs=-2"], "methods.finetune.epochs=-2 must be ≥ 0"),
+    (["method=finetune", "methods.finetune.batch_size=0"], "methods.finetune.batch_size=0 must be ≥ 1"),
+    (["method=finetune", "methods.finetune.lr=nan"], "methods.finetune.lr=nan must be a finite number ≥ 0"),
+    (["methods.finetune_digits.lr=-1"], "methods.finetune_digits.lr=-1 must be a finite number ≥ 0"),
+    (["objective=scrub"], "objective=scrub is not a method of this study; add it: method=[identity,retrain,finetune_digits,neggrad_plus_digits,scrub]"),
+    (["method=[finetune,noisy_newton]", "model=logreg", "recipe=exact", "+methods.noisy_newton.reference=ref"],
+     "method noisy_newton is audited against reference 'ref', which is not in this study; add it to the method list"),
 ])
 def test_sizes_and_rates_are_checked_in_one_place(overrides, expected):
     assert expected in refused(*overrides)
 
 
 def test_numbers_given_as_strings_are_numbers():
-    check_config(cfg("n_models='4'", "method=finetune", "method.lr='0.5'", "recipe.epochs='2'"))
+    check_config(cfg("n_models='4'", "method=finetune", "methods.finetune.lr='0.5'", "recipe.epochs='2'"))
     assert "must be a whole number ≥ 2" in refused("n_models='1'")
 
 
@@ -117,7 +120,7 @@ def _options(group: str) -> list[str]:
 def test_every_method_config_passes_with_its_model(method):
     from hydra.utils import get_class
 
-    kinds = method_model_kinds(get_class(cfg(f"method={method}").method._target_))
+    kinds = method_model_kinds(get_class(cfg(f"method={method}").methods[method]._target_))
     extra = ["model=logreg", "recipe=exact"] if kinds == {"logreg"} else []
     check_config(cfg(f"method={method}", *extra))
 
@@ -172,7 +175,7 @@ def test_arguments_follow_kwargs_to_the_base_class():
 
 
 def test_a_typo_fails_in_the_first_second():
-    c = cfg("method=finetune", "+method.lrr=0.1")
+    c = cfg("method=finetune", "+methods.finetune.lrr=0.1")
     check_config(cfg())  # imports warm, as they are once the CLI has started
     start = time.perf_counter()
     with pytest.raises(ConfigError):

@@ -69,8 +69,10 @@ def test_every_option_composes_and_its_targets_resolve(group, option):
             obj = get_method(target)
         assert callable(obj), f"{where}._target_={target} is not callable"
     if group in ("method", "audit", "model", "dataset", "split", "recipe"):
-        node = plain[group] if group != "audit" else plain["audit"][option]
+        node = plain["audit"][option] if group == "audit" else plain["methods"][option] if group == "method" else plain[group]
         assert node, f"{group}={option} composed to an empty node"
+    if group == "method":  # a method is composed under its own name, alone
+        assert list(plain["methods"]) == [option] and plain["methods"][option]["name"] == option
 
 
 def test_every_group_has_options_and_the_launchers_compose():

@@ -14,8 +14,7 @@ from hydra import compose, initialize_config_dir
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
-STUDY = ["controls=[]", "method=finetune", "method.epochs=1", "recipe.epochs=1", "logger=none",
-         "audit=[competition,mia_kit]"]
+STUDY = ["debug=tiny", "audit=[competition,mia_kit]"]
 
 
 def _cfg(tmp: Path, *overrides: str):
@@ -56,7 +55,7 @@ def test_plan_estimates_from_the_bench_measured_here(tmp_path):
 
     bench_out = tmp_path / "outputs" / "bench"
     unlearnlab_inprocess(bench_out, "task=bench", "++bench.tiny=true", "++bench.sections=[methods]",
-                         "++bench.methods=[finetune,retrain]", "logger=none", f"paths.root={tmp_path}")
+                         "method=[retrain,finetune]", "logger=none", f"paths.root={tmp_path}")
     bench = json.loads((bench_out / "bench.json").read_text())["methods"]
     assert bench["train_epochs"] == 1  # the tiny bench times 1-epoch cells: the plan's recipe below
     plan = plan_study(_cfg(tmp_path / "study", "task=plan", "n_models=4", f"++bench_file={bench_out / 'bench.json'}"))
@@ -79,8 +78,7 @@ def test_plan_estimates_from_the_bench_measured_here(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_plan_prints_the_sweep_and_launches_nothing(tmp_path):
-    study = [o for o in STUDY if not o.startswith("method")]  # method.KEY needs one method selected
-    cmd = [sys.executable, "-m", "unlearnlab.cli", "-m", "task=plan", *study, "method=finetune,neggrad_plus",
+    cmd = [sys.executable, "-m", "unlearnlab.cli", "-m", "task=plan", *STUDY, "method=finetune,neggrad_plus",
            "n_models=8", "cells_per_job=4", "index=range(0,8,4)", "hydra/launcher=slurm",
            f"paths.root={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep"]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,

@@ -140,8 +140,8 @@ def test_unknown_name_gets_hydras_message_through_the_cli(study):
     (["n_models=1"], r"n_models=1 must be a whole number ≥ 2"),
     (["recipe.epochs=-1"], r"recipe\.epochs=-1 must be ≥ 0"),
     (["recipe.lr=-0.1"], r"lr=-0\.1.* must be .*≥ 0"),
-    (["method.lr=-1"], r"lr=-1(\.0)?.* must be .*≥ 0"),
-    (["method.epochs=-2"], r"method\.epochs=-2 must be ≥ 0"),
+    (["methods.finetune.lr=-1"], r"lr=-1(\.0)?.* must be .*≥ 0"),
+    (["methods.finetune.epochs=-2"], r"methods\.finetune\.epochs=-2 must be ≥ 0"),
     (["split=class", "split.classes=[3,12]"], r"split\.classes has \[12\], but digits has classes 0\.\.9"),
 ])
 def test_out_of_range_value_is_refused_in_one_line(study, overrides, pattern):
@@ -186,7 +186,7 @@ def test_diverging_training_names_class_phase_epoch_and_step(digits_data):
 
 def test_diverging_unlearning_stops_the_cell_and_stores_nothing(study):
     before, keys = snapshot(study / "store"), entries(study / "store")
-    line = inprocess_line(study, *BASE, "method.lr=1e30", "method.scheduler=none")
+    line = inprocess_line(study, *BASE, "methods.finetune.lr=1e30", "methods.finetune.scheduler=none")
     assert re.search(r"Finetune: loss became NaN/inf in phase 'unlearn' at epoch \d+ \(step ≤ \d+\)", line), line
     assert entries(study / "store") == keys and snapshot(study / "store") == before
     assert tmp_dirs(study / "store") == []
@@ -513,7 +513,7 @@ def test_no_code_path_unpickles():
             assert "weights_only=True" in call.group(1), f"{f}: {call.group(0)}"
 
 
-@pytest.mark.parametrize("override", ["method._target_=os.system", "model._target_=subprocess.getoutput"])
+@pytest.mark.parametrize("override", ["methods.finetune._target_=os.system", "model._target_=subprocess.getoutput"])
 def test_target_outside_the_allowlist_is_refused_in_one_line(study, override):
     before, keys = snapshot(study / "store"), entries(study / "store")
     line = inprocess_line(study, *BASE, override)
@@ -535,8 +535,8 @@ def test_check_config_refuses_early():
     check_config(cfg())
     check_config(cfg("method=scrub"))
     for ov, msg in [
-        (("method=finetune", "method._target_=os.system"), "config.method: _target_ 'os.system' is not allowed"),
-        (("methods.finetune.lr=-1",), "methods.finetune.lr=-1 must be a finite number ≥ 0"),
+        (("method=finetune", "methods.finetune._target_=os.system"), "config.methods.finetune: _target_ 'os.system' is not allowed"),
+        (("methods.finetune_digits.lr=-1",), "methods.finetune_digits.lr=-1 must be a finite number ≥ 0"),
         (("recipe.lr=inf",), "recipe.lr=inf must be a finite number ≥ 0"),
         (("recipe.batch_size=0",), "recipe.batch_size=0 must be ≥ 1"),
         (("n_models=0",), "n_models=0 must be a whole number ≥ 2"),
@@ -640,7 +640,9 @@ def test_verify_on_a_missing_store_says_so(tmp_path):
 @pytest.mark.parametrize("overrides, start", [
     (["trainer.precision=bogus"], "error: trainer.precision=bogus is not a Lightning precision"),
     (["+trainer.max_epoch=2"], "error: trainer.max_epoch is not a lightning.Trainer argument; did you mean trainer.max_epochs?"),
-    (["+method.lrr=0.1"], "error: method.lrr is not an argument of unlearnlab.methods.finetune.Finetune; did you mean method.lr?"),
+    (["+methods.finetune.lrr=0.1"],
+     "error: methods.finetune.lrr is not an argument of unlearnlab.methods.finetune.Finetune; did you mean methods.finetune.lr?"),
+    (["+method.lr=0.1"], "error: method.lr is not a config key: a method's arguments sit at methods.NAME.KEY (this study: finetune)"),
     (["audit=[]"], "error: no audit selected (audit is empty)"),
     (["paths.store="], "error: paths.store is empty"),
     (["method=newton"], "error: method newton (Newton) applies to logreg models, but model=small_cnn is a network model"),
@@ -666,7 +668,7 @@ def _keys(*overrides: str) -> dict[str, str]:
     from unlearnlab.plan import Planner
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["n_models=2", "method=finetune", "controls=[]", *overrides])
+        cfg = compose("config", overrides=["n_models=2", "method=finetune", *overrides])
     return {c.label: c.key for c in Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split))).cells()}
 
 
@@ -687,5 +689,5 @@ def test_the_same_forget_file_at_another_path_is_the_same_cells(tmp_path):
 
 
 def test_a_number_given_as_a_string_is_the_same_cell():
-    assert _keys("method.lr=0.1") == _keys("method.lr='0.1'")
+    assert _keys("methods.finetune.lr=0.1") == _keys("methods.finetune.lr='0.1'")
     assert _keys("recipe.epochs=10") == _keys("recipe.epochs=10.0")

@@ -245,8 +245,8 @@ def test_study_writes_report_and_logs_images(tmp_path):
     from conftest import unlearnlab_inprocess
 
     # 9 relabellings, not 49: the p-values are checked against results.json, not for their resolution
-    unlearnlab_inprocess(tmp_path / "out", "n_models=4", f"audit={ALL_AUDITS}", "method=finetune",
-                         "controls=[retrain]", "recipe.epochs=2", "audit.competition.n_permutations=9",
+    unlearnlab_inprocess(tmp_path / "out", "n_models=4", f"audit={ALL_AUDITS}", "method=[retrain,finetune]",
+                         "recipe.epochs=2", "audit.competition.n_permutations=9",
                          f"paths.root={tmp_path}")
     out = tmp_path / "out"
     public = json.loads((out / "results.json").read_text())

@@ -194,7 +194,7 @@ def test_safe_name_keeps_legal_names(value):
 
 
 @pytest.mark.parametrize("overrides, where", [
-    (["method=finetune", "method.name=../../../X"], "method.name"),
+    (["method=finetune", "methods.finetune.name=../../../X"], "methods.finetune.name"),
     (["study_name=../up"], "study_name"),
     (["+audit.../x._target_=unlearnlab.audits.competition.CompetitionAudit"], None),  # not a valid key: Hydra refuses
 ])
@@ -212,8 +212,8 @@ def test_csv_logger_method_name_cannot_escape_the_run_folder(tmp_path):
     from conftest import inprocess_error
 
     err = inprocess_error(tmp_path / "out", f"paths.root={tmp_path}", *TINY, "logger=csv",
-                          "method.name=../../../X")
+                          "methods.finetune.name=../../../X")
     line = f"error: {err}"
-    assert line.startswith("error: method.name='../../../X' becomes a folder name"), line
+    assert line.startswith("error: methods.finetune.name='../../../X' becomes a folder name"), line
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
     assert not any(p.name == "X" for p in tmp_path.parent.parent.rglob("X") if p.is_dir())

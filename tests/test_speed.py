@@ -219,7 +219,7 @@ def test_fastnet_builds_for_one_and_three_channels(shape):
 def test_fastnet_recipe_is_a_valid_study_recipe():
     from unlearnlab.cells import _recipe
 
-    epochs, batch_size, optim, augment = _recipe(OmegaConf.load(REPO / "conf" / "train" / "fastnet.yaml"))
+    epochs, batch_size, optim, augment = _recipe(OmegaConf.load(REPO / "conf" / "recipe" / "fastnet.yaml"))
     assert epochs == 10 and batch_size == 512 and augment == Augment(2, True)
     assert optim.optimizer == "sgd" and optim.scheduler == "cosine"
 
@@ -269,7 +269,7 @@ def test_bench_tiny_runs_on_cpu(tmp_path):
         assert "unavailable" in res["audit"]["error"]
     methods = res["methods"]
     assert _positive(methods["retrain_s"])
-    assert set(methods["methods"]) == {"finetune", "neggrad_plus", "retrain"}
+    assert set(methods["methods"]) == {"identity", "retrain", "finetune_digits", "neggrad_plus_digits"}  # the study's
     for row in methods["methods"].values():
         assert all(_positive(row[k]) for k in ("unlearn_s", "unlearn_over_retrain", "rte"))
     est = res["estimate"]

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["n_models=4", "recipe.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus.epochs=1",
+TINY = ["n_models=4", "recipe.epochs=3", "methods.finetune_digits.epochs=1", "methods.neggrad_plus_digits.epochs=1",
         "logger.cell_runs=true",  # per-cell W&B runs are off by default (logger.cell_runs)
         # the competition audit's permutation tests were most of a run's time and no test here reads
         # their p-values: 9 relabellings, not 49; one method-vs-method pair (retrain vs finetune), not three
-        "audit.competition.n_permutations=9", "pairwise_skip=[identity,neggrad_plus]"]
+        "audit.competition.n_permutations=9", "pairwise_skip=[identity,neggrad_plus_digits]"]
 
 
 def unlearnlab(root: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -39,7 +39,7 @@ def default_study(tmp_path_factory):
 
 def test_default_study_prints_one_row_per_method(default_study):
     _, proc, results = default_study
-    assert set(results["methods"]) == {"identity", "retrain", "finetune", "neggrad_plus"}
+    assert set(results["methods"]) == {"identity", "retrain", "finetune_digits", "neggrad_plus_digits"}
     assert results["n_models"] == 4
     for name in results["methods"]:
         assert name in proc.stdout
@@ -67,7 +67,7 @@ def test_controls_bracket_the_metric(default_study):
     assert m["identity"]["audit/F"] == 0.0
     assert m["identity"]["audit/eps_mean"] == 50.0
     assert m["retrain"]["audit/F"] > m["identity"]["audit/F"]
-    assert m["identity"]["cost/rte"] > m["finetune"]["cost/rte"]
+    assert m["identity"]["cost/rte"] > m["finetune_digits"]["cost/rte"]
 
 
 def test_second_run_recomputes_nothing_and_prints_the_same_table(default_study):
@@ -88,13 +88,14 @@ def test_store_holds_one_original_and_n_retrained(default_study):
     assert kinds == {"original": 1, "retrain": 4, "unlearn": 16}
 
 
-def test_method_override_runs_it_beside_the_controls(tmp_path):
+def test_method_list_chooses_the_study_methods_in_order(tmp_path):
     from conftest import unlearnlab_inprocess
 
-    unlearnlab_inprocess(tmp_path / "out", f"paths.root={tmp_path}", "method=finetune_kaggle", "n_models=2",
-                         "recipe.epochs=1", "audit=[competition]", "logger=none")
+    unlearnlab_inprocess(tmp_path / "out", f"paths.root={tmp_path}", "debug=tiny",
+                         "method=[identity,retrain,finetune_kaggle]", "methods.finetune_kaggle.epochs=1")
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results["methods"]) == ["identity", "retrain", "finetune_kaggle"]
+    assert results["n_models"] == 2
 
 
 def test_mistyped_option_gets_hydras_error(tmp_path):

@@ -22,12 +22,12 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
 
-# The tiny sweep every end-to-end test runs: digits, N = 2, one epoch, finetune only (the
-# lower_bound audit needs N ≥ 4, so these audit with competition and mia_kit).
+# The tiny sweep every end-to-end test runs: debug=tiny (digits, N = 2, one epoch, finetune only),
+# audited with competition and mia_kit (the lower_bound audit needs N ≥ 4).
 # 9 relabellings (not 49) in the competition audit's permutation test: no test here reads a p-value's
 # resolution, and the audits compared are all run with the same K.
-BASE = ["task=cell", "controls=[]", "n_models=2", "audit=[competition,mia_kit]", "audit.competition.n_permutations=9"]
-TINY = [*BASE, "recipe.epochs=1", "method=finetune", "method.epochs=1"]
+BASE = ["task=cell", "debug=tiny", "audit=[competition,mia_kit]", "audit.competition.n_permutations=9"]
+TINY = [*BASE, "methods.finetune.epochs=1"]
 INDEXES = "index=range(0,2)"
 # The sliced sweep: N = 4 in 2 jobs of 2 cells per kind.
 SLICED = [*TINY, "n_models=4", "cells_per_job=2", "index=range(0,4,2)"]
@@ -140,22 +140,22 @@ def test_optuna_preset_composes():
     # `hparams_search=` once config.yaml lists `- hparams_search: null` in its defaults; `+` until then
     plus = "" if "hparams_search" in (REPO / "conf" / "config.yaml").read_text() else "+"
     cfg = _compose(f"{plus}hparams_search=optuna_finetune")
-    assert cfg.method.name == "finetune"
+    assert list(cfg.methods) == ["identity", "retrain", "finetune"] and cfg.objective == "finetune"
     assert cfg.hydra.sweeper.direction == "maximize"
-    assert set(cfg.hydra.sweeper.params) == {"method.lr", "method.epochs"}
+    assert set(cfg.hydra.sweeper.params) == {"methods.finetune.lr", "methods.finetune.epochs"}
 
 
 def test_audit_overrides_one_audit_per_sweep_combination():
     from unlearnlab.sweep import audit_overrides
 
-    got = audit_overrides(["task=cell", "method=finetune,neggrad_plus", "index=range(0,8)", "n_models=8",
-                           "method.lr=0.01,0.1"])
-    assert got == [
-        ["task=audit", "method=finetune", "n_models=8", "method.lr=0.01"],
-        ["task=audit", "method=finetune", "n_models=8", "method.lr=0.1"],
-        ["task=audit", "method=neggrad_plus", "n_models=8", "method.lr=0.01"],
-        ["task=audit", "method=neggrad_plus", "n_models=8", "method.lr=0.1"],
+    got = audit_overrides(["task=cell", "method=identity,retrain,finetune", "index=range(0,8)", "n_models=8",
+                           "recipe.lr=0.01,0.1"])
+    assert got == [  # the sweep's methods in one audit, per setting of everything else
+        ["task=audit", "method=[identity,retrain,finetune]", "n_models=8", "recipe.lr=0.01"],
+        ["task=audit", "method=[identity,retrain,finetune]", "n_models=8", "recipe.lr=0.1"],
     ]
+    assert audit_overrides(["task=cell", "method=[identity,retrain],finetune,identity"]) == [
+        ["task=audit", "method=[identity,retrain,finetune]"]]
     assert audit_overrides(["+index=1", "task=cell"]) == [["task=audit"]]
     # how cells are spread over jobs never changes which cells the audit reads
     assert audit_overrides(["task=cell", "index=range(0,8,4)", "cells_per_job=4", "workers_per_device=2",
@@ -248,7 +248,7 @@ def test_audit_refuses_mismatched_cells_and_says_what_differs(tmp_path):
         ok = compose("config", overrides=[*base, "split.fraction=0.2"])
         other_split = compose("config", overrides=base)
         bigger_n = compose("config", overrides=[*base, "split.fraction=0.2", "n_models=3"])
-        other_lr = compose("config", overrides=[*base, "split.fraction=0.2", "method.lr=0.01"])
+        other_lr = compose("config", overrides=[*base, "split.fraction=0.2", "methods.finetune.lr=0.01"])
     check_audit_inputs(ok)
     with pytest.raises(ConfigError) as err:
         check_audit_inputs(other_split)
@@ -304,7 +304,8 @@ def test_basic_multirun_audit_callback_and_on_demand_audit(reference):
     from unlearnlab.sweep import run_audit
 
     with initialize_config_dir(CONF, version_base="1.3"):  # as `unlearnlab task=audit ...` composes it
-        score = run_audit("config", ["task=audit", *TINY[1:], "logger=none", f"paths.root={tmp}"], tmp / "later")
+        score = run_audit("config", ["task=audit", *TINY[1:], "logger=none", "objective=finetune", f"paths.root={tmp}"],
+                          tmp / "later")
     assert score == callback["methods"]["finetune"]["audit/score"]
     assert_same_audit(json.loads((tmp / "later" / "results.json").read_text()), callback)
 
@@ -328,14 +329,14 @@ def test_sweep_wandb_runs_share_the_study_group(reference):
 @pytest.mark.slow
 def test_pool_four_jobs_train_the_original_once(tmp_path):
     # 4 jobs at once: 2 learning rates x 2 indexes; all need the one original, pairs share retrain #i
-    sweep(tmp_path, *TINY, "method.lr=0.1,0.01", INDEXES, "logger=none",
+    sweep(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", INDEXES, "logger=none",
           "hydra/launcher=pool", "hydra.launcher.n_jobs=4")
     assert_complete(tmp_path, 2, methods=("finetune", "finetune"))
     counts = computed(tmp_path / "sweep")
     assert len(counts) == 1 + 2 + 4 and all(n == 1 for n in counts.values()), counts
     jobs = [json.loads(f.read_text()) for f in (tmp_path / "sweep").glob("*/cells.json")]
     assert len(jobs) == 4 and all(job[0]["kind"] == "original" for job in jobs)
-    a, b = (audit_results(tmp_path / "sweep", f"method.lr={lr}") for lr in ("0.1", "0.01"))
+    a, b = (audit_results(tmp_path / "sweep", f"methods.finetune.lr={lr}") for lr in ("0.1", "0.01"))
     assert set(a["methods"]) == set(b["methods"]) == {"finetune"}  # one audit per hyperparameter setting
     assert a["methods"]["finetune"]["forget/acc"] != b["methods"]["finetune"]["forget/acc"]
 

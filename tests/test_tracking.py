@@ -66,7 +66,8 @@ def logged_study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "n_models=2", "audit=[competition,mia_kit]", "recipe.epochs=1", "method=finetune", "method.epochs=1", "method.lr=0.05",
+            "n_models=2", "audit=[competition,mia_kit]", "recipe.epochs=1", "method=[identity,retrain,finetune]", "methods.finetune.epochs=1",
+            "methods.finetune.lr=0.05",
             "logger=wandb", f"paths.root={tmp}", f"paths.output_dir={tmp}/out",
         ])
     pipe = open_pipeline(cfg)
@@ -141,10 +142,10 @@ def test_names_that_become_paths_are_refused_or_made_safe(tmp_path):
     from unlearnlab.tracking import Tracker
 
     with pytest.raises(ConfigError, match=r"method.name='\.\./\.\./x'"):
-        Tracker({"kind": "csv"}, "s", tmp_path, {"method": {"name": "../../x"}})
+        Tracker({"kind": "csv"}, "s", tmp_path, {"methods": {"../../x": {"name": "../../x"}}})
     with pytest.raises(ConfigError, match="method.name"):
         Tracker({"kind": "csv"}, "s", tmp_path, {"methods": {"..": {}}})
-    tracker = Tracker({"kind": "csv"}, "s", tmp_path, {"method": {"name": "finetune"}})
+    tracker = Tracker({"kind": "csv"}, "s", tmp_path, {"methods": {"finetune": {"name": "finetune"}}})
     with pytest.raises(ConfigError, match="contains '/'"):
         with tracker.cell("a/../../b#0-1234", "unlearn", {}):
             pass

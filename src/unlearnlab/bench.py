@@ -18,7 +18,7 @@ Sections (all measured in one process, side by side):
 
 Options are declared in conf/bench/default.yaml (null = the device's default), e.g.
 `bench=tiny` (seconds-long CPU smoke run), `bench.repeats=5`, `bench.sections=[ratio,audit]`,
-`bench.methods=[finetune,neggrad_plus,retrain]`, `bench.threads=1`. Nothing
+`bench.threads=1`; the methods timed are the study's (`method=[retrain,finetune]`). Nothing
 is logged to W&B; results go to the terminal and to bench.json in the output directory.
 """
 
@@ -60,7 +60,7 @@ def _defaults(device: torch.device, tiny: bool) -> dict[str, Any]:
         return dict(
             repeats=2, ratio_models=["small_cnn"], ratio_images=64, batch_size=32,
             throughput_models=["small_cnn", "fastnet", "resnet18_cifar"], throughput_batches=1, throughput_batch=8,
-            methods=["finetune", "neggrad_plus", "retrain"], method_repeats=1, epochs=1,
+            method_repeats=1, epochs=1,
             audit_examples=200, audit_models=16, n_study=512, precisions=None, channels_last=None,
             sections=list(SECTIONS), threads=1,
         )
@@ -72,7 +72,6 @@ def _defaults(device: torch.device, tiny: bool) -> dict[str, Any]:
         throughput_models=["small_cnn", "fastnet", "resnet18_cifar"],
         throughput_batches=20 if gpu else 3,
         throughput_batch=512 if gpu else 64,
-        methods=["finetune", "neggrad_plus", "retrain"],
         method_repeats=2,
         epochs=None,  # the study's recipe as configured
         audit_examples=5000,
@@ -310,8 +309,6 @@ def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
         for name in c.get("methods") or {}:
             if "epochs" in c.methods[name]:
                 c.methods[name].epochs = int(opts["epochs"])
-        if c.get("method") is not None and "epochs" in c.method:
-            c.method.epochs = int(opts["epochs"])
     return c
 
 
@@ -321,17 +318,8 @@ def bench_methods(opts, cfg, console: Console) -> dict[str, Any]:
     from unlearnlab.tracking import Tracker
 
     c = _study_cfg(cfg, opts)
-    methods = dict(c.get("methods") or {})
-    if c.get("method") is not None:
-        methods[str(c.method.name)] = c.method
-    chosen, missing = {}, []
-    for name in opts["methods"]:
-        (chosen.__setitem__(name, methods[name]) if name in methods else missing.append(name))
-    for name in missing:
-        console.print(f"[yellow]method {name!r} is not in this study's methods; add +method@methods.{name}={name}[/yellow]")
+    chosen = dict(c.get("methods") or {})  # the study's methods, chosen as for any study: method=[...]
     reps = int(opts["method_repeats"])
-    c.method = None  # plan exactly the chosen methods
-    c.methods = chosen
     with tempfile.TemporaryDirectory(prefix="unlearnlab-bench-") as tmp:
         pipe = open_pipeline(c, store=Store(Path(tmp) / "store"), tracker=Tracker({"kind": "none"}, "bench", tmp, {}),
                              out=Path(tmp))
@@ -347,7 +335,6 @@ def bench_methods(opts, cfg, console: Console) -> dict[str, Any]:
     out = {
         "dataset": str(c.dataset.name), "model": str(c.model.name), "train_epochs": int(c.recipe.epochs),
         "repeats": reps, "original_s": original, "retrain_s": r, "retrain_all_s": retrain, "methods": {},
-        "missing": missing,
     }
     for name, secs in unlearn.items():
         u = min(secs)

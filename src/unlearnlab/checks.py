@@ -64,6 +64,10 @@ def check_config(cfg: DictConfig) -> None:
             check_targets(cfg.get(key), f"config.{key}")
     if hydra_node is not None:
         check_hydra(hydra_node)
+    if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
+        names = list(cfg.get("methods") or {})
+        raise ConfigError(f"method.{next(iter(cfg.method), 'KEY')} is not a config key: a method's arguments sit at "
+                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them")
     view = _Resolver(cfg, strict=HydraConfig.initialized() and "hydra" not in cfg)
     check_missing(cfg)
     check_paths(view)
@@ -71,6 +75,7 @@ def check_config(cfg: DictConfig) -> None:
     check_sizes(view)
     check_trainer(view.get("trainer"))
     methods = method_configs(view)
+    check_objective(view.get("objective"), methods)
     model_obj = check_model(view.get("model"))
     for where, mcfg in methods.items():
         check_method(where, mcfg, model_obj, view.get("model") or {})
@@ -198,9 +203,6 @@ def check_paths(view: _Resolver) -> None:
 
 def check_names(cfg: DictConfig, view: _Resolver) -> None:
     """Config values that become folder or file names (store, runs, logger folders, labels)."""
-    method = view.get("method")
-    if isinstance(method, dict) and "name" in method:
-        safe_name(method["name"], "method.name")
     for name, mcfg in (view.get("methods") or {}).items():
         safe_name(name, f"methods.{name}")
         if isinstance(mcfg, dict) and "name" in mcfg:
@@ -210,6 +212,13 @@ def check_names(cfg: DictConfig, view: _Resolver) -> None:
     study = view.get("study_name")
     if study is not None:
         safe_name(study, "study_name")
+
+
+def check_objective(objective: Any, methods: dict[str, Any]) -> None:
+    """The method a hyperparameter search maximises must be in the study."""
+    if objective is not None and f"methods.{objective}" not in methods:
+        names = ",".join(w.split(".", 1)[1] for w in methods)
+        raise ConfigError(f"objective={objective} is not a method of this study; add it: method=[{names},{objective}]")
 
 
 # -- sizes -----------------------------------------------------------------------------------
@@ -280,13 +289,12 @@ def _check_number(key: str, raw: Any, name: str, fractional: bool = False) -> No
 
 
 def method_configs(view: _Resolver) -> dict[str, dict[str, Any]]:
-    """The study's selected methods (plan.selected_methods) by where each sits: `method` or
-    `methods.NAME`, resolved."""
+    """The study's methods (plan.selected_methods) by where each sits (`methods.NAME`), resolved."""
     from unlearnlab.plan import selected_methods
 
     out: dict[str, dict[str, Any]] = {}
-    for name, node in selected_methods(view.cfg).items():
-        where = "method" if view.cfg.get("method") is not None and node is view.cfg.method else f"methods.{name}"
+    for name in selected_methods(view.cfg):
+        where = f"methods.{name}"
         mcfg = view.get(where)
         if isinstance(mcfg, dict):
             out[where] = mcfg

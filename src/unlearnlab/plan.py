@@ -54,24 +54,16 @@ class Cell:
 
 
 def selected_methods(cfg: DictConfig) -> dict[str, DictConfig]:
-    """`method=NAME` runs that method beside the controls; otherwise the study's `methods`.
-    A method's `reference` (another method whose cells it is audited against) joins the study."""
-    methods = cfg.get("methods") or {}
-    if cfg.get("method") is None:
-        chosen = {name: methods[name] for name in methods}
-    else:
-        chosen = {c: methods[c] for c in cfg.get("controls", []) if c in methods}
-        chosen[str(cfg.method.name)] = cfg.method
-    for name, mcfg in list(chosen.items()):
+    """The study's methods: `methods`, filled by the `method` group (`method=[identity,retrain,scrub]`).
+    A method's `reference` (another method whose cells it is audited against) must be one of them."""
+    chosen = dict(cfg.get("methods") or {})
+    for name, mcfg in chosen.items():
         ref = mcfg.get("reference")
-        if ref in (None, RETRAIN) or ref in chosen:
-            continue
-        if ref not in methods:
+        if ref not in (None, RETRAIN) and ref not in chosen:
             raise ConfigError(
                 f"method {name} is audited against reference {ref!r}, which is not in this study; "
-                f"add it with +method@methods.{ref}={ref}"
+                f"add it to the method list: method=[...,{name},{ref}]"
             )
-        chosen[str(ref)] = methods[ref]
     return chosen
 
 

@@ -112,10 +112,7 @@ def rates(cfg: DictConfig, data, methods: list[str], bench_path: Path | None) ->
 
 
 def _epochs(cfg: DictConfig, method: str) -> float | None:
-    methods = dict(cfg.get("methods") or {})
-    if cfg.get("method") is not None:
-        methods[str(cfg.method.name)] = cfg.method
-    value = (methods.get(method) or {}).get("epochs")
+    value = ((cfg.get("methods") or {}).get(method) or {}).get("epochs")
     return float(value) if isinstance(value, (int, float)) else None
 
 

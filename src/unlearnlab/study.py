@@ -197,8 +197,8 @@ def certificate_check(row: dict[str, float], cfg, n: int) -> dict[str, Any]:
 
 def run_study(cfg, compute: bool = True) -> float | None:
     """task=study (and, with compute=False, task=audit): run or fetch the cells, audit them, print
-    the tables, write results.json and the report, log to W&B. Returns the chosen method's score
-    (what a hyperparameter search maximises)."""
+    the tables, write results.json and the report, log to W&B. Returns the `objective` method's
+    audit/score (what a hyperparameter search maximises), or None."""
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
     torch.set_num_threads(threads_per_worker(1))  # the cores this job owns (SLURM, joblib), not the machine's
     pipe = open_pipeline(cfg)
@@ -208,9 +208,8 @@ def run_study(cfg, compute: bool = True) -> float | None:
     report = write_report(results, cfg, pipe.output_dir)
     pipe.tracker.log_study(results, report, [path])  # one `audit` run per method + the `study` run (+ artifact)
     console.print(f"results: {path}\nreport:  {report.markdown}")
-    if cfg.get("method") is not None:
-        return results["methods"][cfg.method.name].get("audit/score")
-    return None
+    objective = cfg.get("objective")
+    return None if objective is None else results["methods"][str(objective)].get("audit/score")
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:

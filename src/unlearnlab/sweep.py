@@ -1,9 +1,9 @@
 """Sweeps: Hydra jobs that each compute a slice of cells, the audit at the end of the multirun or later.
 
-`unlearnlab -m task=cell method=finetune,neggrad_plus n_models=64 cells_per_job=8
+`unlearnlab -m task=cell method=identity,retrain,finetune n_models=64 cells_per_job=8
 'index=range(0,64,8)'` runs one job per (method, slice): the job with index=i computes (or
-fetches) the original model, retrained cells i .. i+7 and the method's (and the controls')
-unlearned cells i .. i+7, clipped to n_models. A job pays Python start-up, data loading and
+fetches) the original model, retrained cells i .. i+7 and the method's unlearned cells
+i .. i+7, clipped to n_models. A job pays Python start-up, data loading and
 fetching the original once for its whole slice (seconds, against a fast-net cell's 2–3 s on a
 GPU). `workers_per_device=W` runs the slice in W processes sharing the job's device
 (workers.py). Every cell is computed under a per-cell file lock in the store, so however many
@@ -12,8 +12,8 @@ sweep rerun computes only what is missing.
 
 The audit reads cells, never trains: `task=audit` (same overrides as the sweep, minus `index`)
 or the `AuditCallback` (on by default, conf/hydra/callbacks/audit.yaml), which at the end of a
-multirun runs one audit per combination of the sweep's values other than `index` (one per
-method, per hyperparameter setting).
+multirun runs one audit per combination of the sweep's values other than `index` and `method`
+(one per hyperparameter setting), each over all the sweep's methods.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
     torch.set_num_threads(threads)
     pipe = open_pipeline(cfg)
     if not pipe.planner.methods:
-        raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
+        raise ConfigError("no method selected; choose some: method=NAME or method=[NAME,NAME]")
     log.info("cells %s in %d worker(s), %d torch thread(s) each", _ranges(indices), workers, threads)
     done = run_cells(pipe, indices, workers, threads)
     (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
@@ -214,15 +214,18 @@ def audit_task(cfg: DictConfig) -> float | None:
 # -- the audit at the end of a multirun --------------------------------------------------------
 def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
     """The audits a `task=cell` sweep calls for: one per combination of its sweep values other
-    than `index`, with task=audit. [] when the sweep's task is not `cell`."""
+    than `index` and `method`, with task=audit; the methods of a sweep (`method=a,b,c`) are
+    audited together, `method=[a,b,c]`, so one table compares them. [] when the task is not `cell`."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(list(task_overrides))
     task = next((o for o in parsed if o.key_or_group == "task"), None)
     if task is None or task.is_sweep_override() or task.value() != "cell":
         return []
     kept = [o for o in parsed if o.key_or_group not in INDEX_KEYS and o.key_or_group != "task"]
+    kept = [parser.parse_override(_methods_together(o)) if o.key_or_group == "method" else o for o in kept]
     combos = [b for batch in BasicSweeper.split_arguments(kept, None) for b in batch] if kept else [[]]
     seen, out = set(), []
     for combo in combos:
@@ -231,6 +234,17 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
             seen.add(tuple(ov))
             out.append(ov)
     return out
+
+
+def _methods_together(override) -> str:
+    """`method=a,b,[c,d]` → `method=[a,b,c,d]`: every method the sweep computed, in one audit."""
+    values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+    names: list[str] = []
+    for v in values:
+        for name in (v if isinstance(v, list) else [v]):
+            if str(name) not in names:
+                names.append(str(name))
+    return f"{override.get_key_element()}=[{','.join(names)}]"
 
 
 def _label(overrides: list[str], varying: set[str]) -> str:

@@ -180,8 +180,7 @@ class Tracker:
         """What a panel compares a method's audit run by: the method's name and hyperparameters,
         its reference, dataset, split, model, recipe, precision, N and seed (flat keys)."""
         raw = self.raw
-        chosen = raw.get("method") or {}
-        method = chosen if chosen.get("name") == name else (raw.get("methods") or {}).get(name, {})
+        method = (raw.get("methods") or {}).get(name, {})
         method = {"name": name, **{k: v for k, v in method.items() if k != "name"}}
         config = flatten({
             "method": method, "dataset": raw.get("dataset", {}), "split": raw.get("split", {}),
@@ -250,9 +249,7 @@ class Tracker:
 
 
 def method_names(config: dict[str, Any]) -> list[str]:
-    names = list((config.get("methods") or {}).keys())
-    chosen = config.get("method") or {}
-    return names + ([str(chosen["name"])] if chosen.get("name") is not None else [])
+    return list((config.get("methods") or {}).keys())
 
 
 def _artifact_name(study: str) -> str:
