@@ -11,7 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from unlearnlab import schemas
+
 REPO = Path(__file__).resolve().parents[1]
+
+# The config groups' schemas (unlearnlab.schemas), which conf/*/*.yaml extend: in the ConfigStore
+# before any test composes a config with Hydra's compose API.
+schemas.register()
 
 
 @pytest.fixture(autouse=True, scope="session")

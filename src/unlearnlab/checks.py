@@ -8,6 +8,9 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 - code: every `_target_`, `hydra.*` included (registry.check_targets); Hydra's logging config
   (no factories, known handler classes, log files only in the run's output folder), the
   environment variables `hydra.job.env_set` may set, submitit's shell fields (command line only);
+- schemas: the keys of dataset, split, recipe, logger and paths are their schema's
+  (unlearnlab.schemas), `+recipe.lrr=0.1` included; Hydra itself refuses other unknown keys and
+  wrongly typed values while composing, and `composition_error` says so in one line;
 - paths and names: `paths.*` not empty, `paths.store` not a file; config values that become
   folder names (`errors.safe_name`);
 - sizes: n_models, and every epochs / batch size / learning rate / weight decay of the recipe
@@ -31,6 +34,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from unlearnlab import schemas
 from unlearnlab.errors import ConfigError, safe_name
 from unlearnlab.registry import check_targets, target_object
 from unlearnlab.store import check_root
@@ -59,6 +63,7 @@ def check_config(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hydra_node = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
+    check_schemas(cfg, hydra_node)  # first: it resolves nothing
     for key in cfg:
         if key != "hydra":
             check_targets(cfg.get(key), f"config.{key}")
@@ -160,6 +165,128 @@ def _check_logging(node: Any, where: str) -> None:
         _check_logging(value, here)
 
 
+# -- schemas ---------------------------------------------------------------------------------
+def check_schemas(cfg: DictConfig, hydra_node: Any = None) -> None:
+    """dataset, split, recipe, trainer, logger, paths: each composed from an option file that
+    extends its schema (unlearnlab.schemas), with its schema's keys only and a `kind` it is for.
+    Hydra refuses other keys and wrong types while composing, but lets `+recipe.lrr=0.1` through
+    (a `+` opens the node): refused here, because nothing would read the key, yet it would change
+    every cell key. The trainer's extra keys are bound to lightning.Trainer by check_trainer."""
+    choices = _choices(hydra_node)
+    for group, known in schemas.SCHEMAS.items():
+        node = cfg.get(group) if group in cfg else None
+        if not isinstance(node, DictConfig):
+            continue
+        option = choices.get(group)
+        where = f"{group}={option}" if option else group
+        if option is not None and option in known:
+            raise ConfigError(f"{where} is the {group} group's schema, not an option; pick one (unlearnlab --help lists them)")
+        schema = OmegaConf.get_type(node)
+        if not schemas.is_schema(schema):
+            raise ConfigError(
+                f"{where} extends no schema: start its file with `defaults: [schema, _self_]` "
+                f"(the {group} schemas in unlearnlab.schemas: {', '.join(known)})"
+            )
+        if group not in schemas.OPEN_GROUPS:
+            for key in node:
+                if str(key) not in schemas.keys(schema):
+                    raise unknown_key(group, str(key), schema, option)
+        _check_kind(group, node, schema, where)
+
+
+def _choices(hydra_node: Any) -> dict[str, str]:
+    """The option each group was composed from (hydra.runtime.choices), where Hydra says."""
+    try:
+        choices = OmegaConf.select(hydra_node, "runtime.choices") if hydra_node is not None else None
+        return {str(k): str(v) for k, v in (choices or {}).items() if v is not None}
+    except OmegaConfBaseException:
+        return {}
+
+
+def _check_kind(group: str, node: DictConfig, schema: type, where: str) -> None:
+    kinds = getattr(schema, "kinds", ())
+    try:
+        kind = node.get("kind")
+    except OmegaConfBaseException:
+        return  # an interpolation that does not resolve yet: the task's own check sees it
+    if not kinds or kind is None or kind in kinds:
+        return
+    every = [k for s in schemas.SCHEMAS[group].values() for k in getattr(s, "kinds", ())]
+    if kind in every:
+        raise ConfigError(f"{group}.kind={kind} does not go with {where}, whose keys are for {' / '.join(kinds)}; "
+                          f"use {group}={kind} instead")
+    raise ConfigError(f"{group}.kind={kind} is not a {group} kind; use one of {', '.join(every)}")
+
+
+def unknown_key(group: str, key: str, schema: type, option: str | None = None) -> ConfigError:
+    """GROUP.KEY is not a key of SCHEMA: the close key, or the option that has it, or the way to add one."""
+    allowed = schemas.keys(schema)
+    where = f"{group}={option} takes" if option else f"{group} keys here:"
+    elsewhere = schemas.options_with(group, key)
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if elsewhere:
+        fix = f"{' / '.join(elsewhere)} {'has' if len(elsewhere) == 1 else 'have'} it: use {elsewhere[0]}"
+    elif close:
+        fix = f"did you mean {group}.{close[0]}?"
+    else:
+        fix = (f"`+` cannot add one (nothing would read it): a new {group} key needs a field in "
+               f"unlearnlab.schemas.{schema.__name__} and code that reads it")
+    return ConfigError(f"{group}.{key} is not a {group} key; {fix} ({where} {', '.join(allowed)})")
+
+
+_EXPECTED = (  # OmegaConf's validation message -> what the value must be
+    ("converted to Integer", "a whole number"),
+    ("converted to Float", "a number"),
+    ("not a valid bool", "true or false"),
+    ("cannot be assigned None", "set (not null)"),
+    ("is not Optional", "set (not null)"),
+)
+
+
+def composition_error(err: BaseException) -> ConfigError | None:
+    """Hydra's error for a key a schema does not have or a value of the wrong type (while
+    composing: from the command line or an option file) as one line naming the fix; None for
+    any other composition error, left as Hydra words it."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+
+    cause = err
+    while cause is not None and not isinstance(cause, OmegaConfBaseException):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None or not getattr(cause, "full_key", None):
+        return None
+    text = str(err)
+    in_file = re.match(r"In '([^']+)': ", text)
+    prefix = f"{in_file.group(1)}: " if in_file else ""
+    full_key = str(cause.full_key)
+    group = re.split(r"[.\[]", full_key, maxsplit=1)[0]
+    if group not in schemas.SCHEMAS:
+        return None
+    schema = cause.object_type if schemas.is_schema(cause.object_type) else None
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and schema is not None:
+        key = str(cause.key)
+        if group in schemas.OPEN_GROUPS:
+            try:
+                check_trainer({key: None})
+            except ConfigError as bad:
+                return ConfigError(f"{prefix}{bad}")
+            add = re.search(r"use (\+\S+)$", text)
+            return ConfigError(f"{prefix}{group}.{key} is a lightning.Trainer argument that "
+                               f"unlearnlab.schemas.{schema.__name__} does not list; add it with "
+                               f"{add.group(1) if add else f'+{group}.{key}=VALUE'}")
+        return ConfigError(f"{prefix}{unknown_key(group, key, schema)}")
+    if isinstance(cause, ValidationError):
+        message = str(getattr(cause, "msg", "") or cause).splitlines()[0]
+        what = next((w for pattern, w in _EXPECTED if pattern in message), None)
+        value = _shown(cause.value)
+        if what is None:
+            return ConfigError(f"{prefix}{full_key}={value}: {message}")
+        field_name = re.split(r"[.\[]", full_key)[1] if "." in full_key else ""
+        example = schemas.example(group, field_name)
+        hint = f", e.g. {group}.{field_name}={example}" if example is not None else ""
+        return ConfigError(f"{prefix}{full_key}={value} must be {what}{hint}")
+    return None
+
+
 def check_missing(cfg: DictConfig) -> None:
     """A `???` value nobody set (e.g. split.path of split=index_file); nothing is resolved."""
     missing = [k for k in _missing(cfg, "") if not k.startswith("hydra.")]
@@ -198,7 +325,7 @@ def check_paths(view: _Resolver) -> None:
     timeout = _number(raw.get("lock_timeout"))
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
                                 or not timeout > 0 or not math.isfinite(timeout)):
-        raise ConfigError(f"paths.lock_timeout={raw['lock_timeout']} must be a number of seconds > 0, or null (wait as long as it takes)")
+        raise ConfigError(f"paths.lock_timeout={timeout} must be a number of seconds > 0, or null (wait as long as it takes)")
 
 
 def check_names(cfg: DictConfig, view: _Resolver) -> None:
@@ -272,20 +399,26 @@ def check_hyperparameters(node: Any, where: str, fractional: set[str] = frozense
 
 
 def _check_number(key: str, raw: Any, name: str, fractional: bool = False) -> None:
+    # shown as the keys see it: a schema's float field turns `recipe.weight_decay=-1` into -1.0
     value = _number(raw)
-    if value is None or isinstance(value, bool) or key.startswith("_"):
+    if value is None or key.startswith("_"):
         return
-    numeric = isinstance(value, (int, float)) and math.isfinite(value)
-    whole = isinstance(value, int) or (fractional and numeric)
+    numeric = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    whole = (isinstance(value, int) and not isinstance(value, bool)) or (fractional and numeric)
     if key == "lr" or key.endswith("_lr") or key == "weight_decay":
         if not numeric or not (value >= 0 and math.isfinite(value)):
-            raise ConfigError(f"{name}={raw} must be a finite number ≥ 0, e.g. {name}=0.01")
+            raise ConfigError(f"{name}={_shown(value)} must be a finite number ≥ 0, e.g. {name}=0.01")
     elif key == "epochs" or key.endswith("_epochs"):
         if not (whole and value >= 0):
-            raise ConfigError(f"{name}={raw} must be ≥ 0" + ("" if whole else ", a whole number"))
+            raise ConfigError(f"{name}={_shown(value)} must be ≥ 0" + ("" if whole else ", a whole number"))
     elif key == "batch_size" or key.endswith("_batch_size"):
         if not (whole and value >= 1):
-            raise ConfigError(f"{name}={raw} must be ≥ 1" + ("" if whole else ", a whole number"))
+            raise ConfigError(f"{name}={_shown(value)} must be ≥ 1" + ("" if whole else ", a whole number"))
+
+
+def _shown(value: Any) -> str:
+    """VALUE as it is typed on the command line (true, null)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def method_configs(view: _Resolver) -> dict[str, dict[str, Any]]:

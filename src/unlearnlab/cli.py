@@ -1,12 +1,16 @@
 """The `unlearnlab` command: compose the Hydra config, check it, run one task. Thin on purpose.
 
-Two things happen around Hydra:
+Three things happen around Hydra:
 
+- the config groups' schemas (unlearnlab.schemas), which conf/*/*.yaml extend, are registered
+  in Hydra's ConfigStore when this module is imported (cheap: no torch);
 - every config Hydra composes (the run's, a multirun's, each sweep job's, and those composed
   in-process by Hydra's compose API) goes through `checks.check_config` before Hydra acts on
   it: before it configures logging from it, instantiates its callbacks, launcher or sweeper, or
   starts the task. Hydra has no hook for that, so `install_config_check` wraps its config
-  loader's `load_configuration` (hydra-core is pinned; tests/test_security.py would notice);
+  loader's `load_configuration` (hydra-core is pinned; tests/test_security.py would notice).
+  The same wrapper turns Hydra's own refusal of a key a schema lacks or a value of the wrong
+  type (`recipe.lrr=0.1`, `logger.cell_runs=maybe`) into one line (checks.composition_error);
 - errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
   ONE_LINE_ERRORS); anything else is a bug and keeps its traceback.
 """
@@ -20,8 +24,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from unlearnlab import config_dir
+from unlearnlab import config_dir, schemas
 from unlearnlab.errors import ConfigError
+
+schemas.register()  # before @hydra.main composes anything, here and in every process that imports the app
 
 
 def one_line_errors() -> tuple[type[BaseException], ...]:
@@ -72,10 +78,18 @@ def install_config_check() -> None:
 
     @functools.wraps(load)
     def checked(self, *args, **kwargs):
-        from unlearnlab.checks import check_config
+        from hydra.errors import ConfigCompositionException
 
-        cfg = load(self, *args, **kwargs)
+        from unlearnlab.checks import check_config, composition_error
+
         try:
+            try:
+                cfg = load(self, *args, **kwargs)
+            except ConfigCompositionException as err:
+                line = composition_error(err)  # a schema's refusal; anything else as Hydra words it
+                if line is None:
+                    raise
+                raise line from None
             check_config(cfg)
         except ConfigError as err:
             # the command line (and each sweep job's config): one line, exit 2. Hydra's compose

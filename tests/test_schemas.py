@@ -1,0 +1,175 @@
+"""Config-group schemas (issue 14 item 4, unlearnlab.schemas): a typo in a key or a value of the
+wrong type in dataset / split / recipe / trainer / logger / paths fails while the config is
+composed, in one line naming the fix, before Hydra makes the run folder; and the schemas change
+no cell key."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import inprocess_error
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from unlearnlab import schemas
+from unlearnlab.store import normalise
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+GROUPS = tuple(schemas.SCHEMAS)
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def composed(*overrides: str):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def own_keys(group: str, option: str) -> dict:
+    """The keys an option file sets itself, and those of the option files it extends, unresolved."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"), resolve=False)
+    out: dict = {}
+    for parent in raw.pop("defaults", []):
+        if parent != "_self_" and not parent.startswith("schema"):
+            out.update(own_keys(group, parent))
+    return {**out, **raw}
+
+
+def error(tmp_path: Path, *overrides: str) -> str:
+    """The CLI's one-line error for `unlearnlab OVERRIDES`, checked in this process; nothing written."""
+    err = inprocess_error(tmp_path / "out", f"paths.root={tmp_path}", "debug=tiny", *overrides)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
+    return str(err)
+
+
+# -- every option extends its schema, and the schema adds or changes nothing --------------------------
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_is_typed_by_its_schema_and_keeps_its_own_keys(group, option):
+    cfg = composed(f"{group}={option}", *(["split.path=forget.txt"] if option == "index_file" else []))
+    node = cfg[group]
+    schema = OmegaConf.get_type(node)
+    assert schemas.is_schema(schema), f"conf/{group}/{option}.yaml extends no schema (defaults: [schema, _self_])"
+    given = own_keys(group, option)
+    plain = OmegaConf.to_container(node, resolve=False)
+    if group in schemas.OPEN_GROUPS:  # the trainer: every schema flag, at Lightning's default unless set
+        assert list(plain) == schemas.keys(schema)
+        plain = {k: v for k, v in plain.items() if k in given}
+    if option == "index_file":
+        given["path"] = plain["path"] = "forget.txt"
+    # the same keys and, as the cell keys see them, the same values: no cell key changes
+    assert normalise(plain) == normalise(given)
+
+
+def test_schemas_are_registered_once_and_idempotently():
+    schemas.register()
+    schemas.register()
+    store = ConfigStore.instance()
+    for group, known in schemas.SCHEMAS.items():
+        listed = [n.removesuffix(".yaml") for n in store.list(group)]
+        assert sorted(listed) == sorted(known), group
+
+
+def test_the_trainer_schema_is_lightning_s_own_defaults():
+    import lightning
+
+    from unlearnlab.checks import TRAINER_SET_PER_FIT
+
+    params = inspect.signature(lightning.Trainer.__init__).parameters
+    for f in dataclasses.fields(schemas.TrainerSchema):
+        assert f.name in params and f.name not in TRAINER_SET_PER_FIT, f.name
+        assert f.default == params[f.name].default, f"TrainerSchema.{f.name}: {f.default!r} != Lightning's {params[f.name].default!r}"
+
+
+def test_interpolations_and_numbers_spelled_differently_still_compose():
+    cfg = composed("dataset=image_folder", "recipe.lr=1", "recipe.epochs=10.0", "recipe.batch_size='64'",
+                   "split=class", "split.classes=[3,4]", "trainer.devices=[0]", "+trainer.profiler=simple")
+    assert cfg.dataset.csv == f"{cfg.paths.data}/images/labels.csv"
+    assert cfg.recipe.lr == 1.0 and isinstance(cfg.recipe.lr, float)
+    assert cfg.split.name == "class[3, 4]" and list(cfg.trainer.devices) == [0] and cfg.trainer.profiler == "simple"
+
+
+# -- mistakes: one line, naming the fix, before anything is written -----------------------------------
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["recipe.lrr=0.1"], ("recipe.lrr is not a recipe key; did you mean recipe.lr? (recipe keys here: epochs, "
+                         "batch_size, optimizer, lr, momentum, weight_decay, scheduler, crop_padding, flip)")),
+    (["+recipe.lrr=0.1"], ("recipe.lrr is not a recipe key; did you mean recipe.lr? (recipe=digits takes epochs, "
+                          "batch_size, optimizer, lr, momentum, weight_decay, scheduler, crop_padding, flip)")),
+    (["+recipe.newkey=1"], ("recipe.newkey is not a recipe key; `+` cannot add one (nothing would read it): a new "
+                           "recipe key needs a field in unlearnlab.schemas.RecipeSchema and code that reads it")),
+    (["dataset.nme=x"], "dataset.nme is not a dataset key; did you mean dataset.name?"),
+    (["logger=wandb", "logger.cell_run=true"], "logger.cell_run is not a logger key; did you mean logger.cell_runs?"),
+    (["paths.lock_timout=5"], "paths.lock_timout is not a paths key; did you mean paths.lock_timeout?"),
+    (["split.classes=[1]"], "split.classes is not a split key; split=class has it: use split=class"),
+    (["+dataset.n_train=100"], "dataset.n_train is not a dataset key; dataset=fake_cifar10 has it"),
+    (["logger=none", "logger.cell_runs=true"], "logger.cell_runs is not a logger key; logger=csv / logger=wandb have it"),
+    (["logger=csv", "+logger.project=x"], "logger.project is not a logger key; logger=wandb has it: use logger=wandb"),
+    (["split.kind=class"], ("split.kind=class does not go with split=random, whose keys are for random / group / "
+                           "mislabeled; use split=class instead")),
+    (["dataset=schema"], "dataset=schema is the dataset group's schema, not an option"),
+    (["recipe.epochs=abc"], "recipe.epochs=abc must be ≥ 0, a whole number"),
+    (["recipe.epochs=true"], "recipe.epochs=true must be ≥ 0, a whole number"),
+    (["recipe.lr=abc"], "recipe.lr=abc must be a number"),
+    (["recipe.weight_decay=-1"], "recipe.weight_decay=-1 must be a finite number ≥ 0"),
+    (["logger=wandb", "logger.cell_runs=maybe"], "logger.cell_runs=maybe must be true or false, e.g. logger.cell_runs=true"),
+    (["recipe.flip=null"], "recipe.flip=null must be set (not null), e.g. recipe.flip=false"),
+    (["split=class", "split.classes=[a]"], "split.classes[0]=a must be a whole number, e.g. split.classes=[0]"),
+    (["paths.lock_timeout=soon"], "paths.lock_timeout=soon must be a number"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch is not a lightning.Trainer argument; did you mean trainer.max_epochs?"),
+    (["trainer.profiler=simple"], ("trainer.profiler is a lightning.Trainer argument that unlearnlab.schemas."
+                                  "TrainerSchema does not list; add it with +trainer.profiler=simple")),
+    (["trainer.accumulate_grad_batches=two"], ("trainer.accumulate_grad_batches=two must be a whole number, "
+                                              "e.g. trainer.accumulate_grad_batches=1")),
+])
+def test_a_schema_mistake_is_one_line_naming_the_fix(tmp_path, overrides, expected):
+    line = error(tmp_path, *overrides)
+    assert line.startswith(expected), line
+
+
+def test_an_option_file_with_a_mistake_is_named(tmp_path):
+    (tmp_path / "conf" / "dataset").mkdir(parents=True)
+    (tmp_path / "conf" / "logger").mkdir()
+    (tmp_path / "conf" / "dataset" / "mine.yaml").write_text("defaults: [schema, _self_]\nname: digits\nroot: x\nnme: y\n")
+    (tmp_path / "conf" / "dataset" / "bare.yaml").write_text("name: digits\nroot: x\n")
+    (tmp_path / "conf" / "logger" / "mine.yaml").write_text("defaults: [schema_csv, _self_]\nkind: csv\ncell_runs: maybe\n")
+    search = f"hydra.searchpath=[file://{tmp_path / 'conf'}]"
+    assert error(tmp_path, search, "dataset=mine").startswith(
+        "dataset/mine: dataset.nme is not a dataset key; did you mean dataset.name?")
+    assert error(tmp_path, search, "logger=mine") == \
+        "logger/mine: logger.cell_runs=maybe must be true or false, e.g. logger.cell_runs=true"
+    assert error(tmp_path, search, "dataset=bare").startswith(
+        "dataset=bare extends no schema: start its file with `defaults: [schema, _self_]`")
+
+
+def test_a_schema_mistake_fails_in_the_first_second(tmp_path):
+    error(tmp_path / "warm", "recipe.lrr=0.1")  # imports warm, as they are once the CLI has started
+    for i, mistake in enumerate(["recipe.lrr=0.1", "+recipe.lrr=0.1", "recipe.flip=maybe"]):
+        start = time.perf_counter()
+        error(tmp_path / str(i), mistake)
+        assert time.perf_counter() - start < 1.0, mistake
+
+
+def test_the_command_line_prints_the_schema_error_in_one_line(tmp_path):
+    """The one real `unlearnlab` process here: exit 2, one `error:` line, no run folder."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "unlearnlab.cli", f"paths.root={tmp_path}", f"hydra.run.dir={tmp_path / 'out'}",
+         "debug=tiny", "logger=wandb", "logger.cell_run=true"],
+        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=300, check=False,
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        ("error: logger.cell_run is not a logger key; did you mean logger.cell_runs? "
+        "(logger keys here: kind, project, entity, mode, init_timeout, cell_runs)")
+    ]
+    assert not (tmp_path / "out").exists()
