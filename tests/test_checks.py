@@ -130,7 +130,7 @@ def test_every_experiment_passes(experiment):
     check_config(cfg(f"experiment={experiment}"))
 
 
-@pytest.mark.parametrize("group", ["model", "trainer", "train", "split", "logger", "dataset"])
+@pytest.mark.parametrize("group", ["model", "trainer", "recipe", "split", "logger", "dataset"])
 def test_every_option_of_a_group_passes(group):
     for option in _options(group):
         overrides = [f"{group}={option}"] + (["split.path=/dev/null"] if option == "index_file" else [])

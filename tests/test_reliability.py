@@ -668,7 +668,7 @@ def _keys(*overrides: str) -> dict[str, str]:
     from unlearnlab.plan import Planner
 
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["n_models=2", "method=finetune", *overrides])
+        cfg = compose("config", overrides=["debug=tiny", *overrides])
     return {c.label: c.key for c in Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split))).cells()}
 
 

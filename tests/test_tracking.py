@@ -66,7 +66,7 @@ def logged_study(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("study")
     with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[
-            "n_models=2", "audit=[competition,mia_kit]", "recipe.epochs=1", "method=[identity,retrain,finetune]", "methods.finetune.epochs=1",
+            "debug=tiny", "audit=[competition,mia_kit]", "method=[identity,retrain,finetune]", "methods.finetune.epochs=1",
             "methods.finetune.lr=0.05",
             "logger=wandb", f"paths.root={tmp}", f"paths.output_dir={tmp}/out",
         ])
