@@ -136,6 +136,19 @@ def test_a_schema_mistake_is_one_line_naming_the_fix(tmp_path, overrides, expect
     assert line.startswith(expected), line
 
 
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["model.widht=8"], "model.widht is not a config key; did you mean model.width? (an argument the config lacks: +model.widht=VALUE)"),
+    (["audit.competition.deltaa=1"], "audit.competition.deltaa is not a config key; did you mean audit.competition.delta?"),
+    (["methods.finetune.lrr=1"], "methods.finetune.lrr is not a config key; did you mean methods.finetune.lr?"),
+    (["methods.scrub.lr=0.1"], ("methods.scrub: scrub is not a method of this study (finetune); "
+                                "add it: method=[finetune,scrub]")),
+    (["n_model=3"], "n_model is not a config key; did you mean n_models?"),
+])
+def test_a_key_that_is_not_there_outside_the_schemas_is_one_line_too(tmp_path, overrides, expected):
+    line = error(tmp_path, *overrides)
+    assert line.startswith(expected) and "\n" not in line, line
+
+
 def test_an_option_file_with_a_mistake_is_named(tmp_path):
     (tmp_path / "conf" / "dataset").mkdir(parents=True)
     (tmp_path / "conf" / "logger").mkdir()

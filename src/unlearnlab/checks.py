@@ -260,7 +260,7 @@ def composition_error(err: BaseException) -> ConfigError | None:
     full_key = str(cause.full_key)
     group = re.split(r"[.\[]", full_key, maxsplit=1)[0]
     if group not in schemas.SCHEMAS:
-        return None
+        return _unknown_key_outside_schemas(cause, full_key, prefix)
     schema = cause.object_type if schemas.is_schema(cause.object_type) else None
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and schema is not None:
         key = str(cause.key)
@@ -285,6 +285,26 @@ def composition_error(err: BaseException) -> ConfigError | None:
         hint = f", e.g. {group}.{field_name}={example}" if example is not None else ""
         return ConfigError(f"{prefix}{full_key}={value} must be {what}{hint}")
     return None
+
+
+def _unknown_key_outside_schemas(cause: OmegaConfBaseException, full_key: str, prefix: str) -> ConfigError | None:
+    """`model.widht=8`, `n_model=3`, `methods.scrub.lr=…` without scrub in the study: a key that is
+    not there, outside the schema-checked groups, in one line (a `+` adds it, bound to a signature)."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    parent = getattr(cause, "parent_node", None)
+    if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)) or not isinstance(parent, DictConfig):
+        return None
+    key, where = str(cause.key), full_key.rpartition(".")[0]
+    accepted = [str(k) for k in parent.keys() if k != "hydra"]
+    if where == "methods":
+        return ConfigError(f"{prefix}{full_key}: {key} is not a method of this study ({', '.join(accepted)}); "
+                           f"add it: method=[{','.join([*accepted, key])}]")
+    if not where:
+        close = difflib.get_close_matches(key, accepted, n=1)
+        return ConfigError(f"{prefix}{key} is not a config key" + (f"; did you mean {close[0]}?" if close else ""))
+    return ConfigError(f"{prefix}{full_key} is not a config key{_did_you_mean(where, key, accepted)} "
+                       f"(an argument the config lacks: +{full_key}=VALUE)")
 
 
 def check_missing(cfg: DictConfig) -> None:

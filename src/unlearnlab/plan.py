@@ -57,6 +57,8 @@ def selected_methods(cfg: DictConfig) -> dict[str, DictConfig]:
     """The study's methods: `methods`, filled by the `method` group (`method=[identity,retrain,scrub]`).
     A method's `reference` (another method whose cells it is audited against) must be one of them."""
     chosen = dict(cfg.get("methods") or {})
+    if not chosen:
+        raise ConfigError("no method selected (method is empty); choose some: method=NAME or method=[NAME,NAME]")
     for name, mcfg in chosen.items():
         ref = mcfg.get("reference")
         if ref not in (None, RETRAIN) and ref not in chosen:

@@ -138,8 +138,6 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
     with tempfile.TemporaryDirectory(prefix="unlearnlab-plan-") as tmp:
         pipe = open_pipeline(_planning_config(cfg), tracker=Tracker({"kind": "none"}, "plan", tmp, {}), out=Path(tmp))
     planner, store = pipe.planner, pipe.store
-    if not planner.methods:
-        raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
     cells = planner.cells()
     missing = [c for c in cells if not store.has(c.kind, c.key)]
     if job_starts is None and cfg.get("index") is not None:

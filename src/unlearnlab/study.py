@@ -63,8 +63,6 @@ class Study:
         self.pipe = pipe
         self.cfg, self.planner, self.runner = pipe.cfg, pipe.planner, pipe.runner
         self.n = int(self.cfg.n_models)  # ≥ 2, checked at start-up (checks.check_sizes)
-        if not self.planner.methods:
-            raise ConfigError("no method selected; pass method=NAME or list methods in the study config")
         self.console = console or Console()
 
     def run_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:

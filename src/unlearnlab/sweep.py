@@ -74,8 +74,6 @@ def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
     threads = threads_per_worker(workers)
     torch.set_num_threads(threads)
     pipe = open_pipeline(cfg)
-    if not pipe.planner.methods:
-        raise ConfigError("no method selected; choose some: method=NAME or method=[NAME,NAME]")
     log.info("cells %s in %d worker(s), %d torch thread(s) each", _ranges(indices), workers, threads)
     done = run_cells(pipe, indices, workers, threads)
     (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
