@@ -54,11 +54,11 @@ def test_plan_estimates_from_the_bench_measured_here(tmp_path):
     from unlearnlab.plan_task import plan_study
 
     bench_out = tmp_path / "outputs" / "bench"
-    unlearnlab_inprocess(bench_out, "task=bench", "++bench.tiny=true", "++bench.sections=[methods]",
+    unlearnlab_inprocess(bench_out, "task=bench", "bench=tiny", "bench.sections=[methods]",
                          "method=[retrain,finetune]", "logger=none", f"paths.root={tmp_path}")
     bench = json.loads((bench_out / "bench.json").read_text())["methods"]
     assert bench["train_epochs"] == 1  # the tiny bench times 1-epoch cells: the plan's recipe below
-    plan = plan_study(_cfg(tmp_path / "study", "task=plan", "n_models=4", f"++bench_file={bench_out / 'bench.json'}"))
+    plan = plan_study(_cfg(tmp_path / "study", "task=plan", "n_models=4", f"bench_file={bench_out / 'bench.json'}"))
     rates = plan["rates"]
     assert rates["source"].startswith("cells timed by task=bench on CPU")
     assert (rates["original"], rates["retrain"]) == (bench["original_s"], bench["retrain_s"])

@@ -360,11 +360,13 @@ def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_re
 
 @pytest.mark.slow
 def test_submitit_local_multirun(tmp_path):
-    sweep(tmp_path, *BASE, "method=identity", "recipe.epochs=0", INDEXES, "logger=none",
+    # a job per method (each computing both indices); the sweep's methods are audited together
+    sweep(tmp_path, *BASE, "method=identity,retrain", "recipe.epochs=0", "index=0", "cells_per_job=2", "logger=none",
           "hydra/launcher=local", "hydra.launcher.timeout_min=10")
-    assert_complete(tmp_path, 2, methods=("identity",))
+    assert_complete(tmp_path, 2, methods=("identity", "retrain"))
     assert list((tmp_path / "sweep" / ".submitit").iterdir())
-    assert set(audit_results(tmp_path / "sweep")["methods"]) == {"identity"}
+    assert sorted(p.name for p in (tmp_path / "sweep" / "audit").iterdir()) == ["all"]
+    assert list(audit_results(tmp_path / "sweep")["methods"]) == ["identity", "retrain"]
 
 
 def _on_slurm(cluster) -> list[str]:
