@@ -83,7 +83,7 @@ def method_config(name: str, **overrides) -> dict:
 
 def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):
     """Build method NAME from its config on a copy of the original model, run it, return it."""
-    from unlearnlab.cells import _method_class
+    from unlearnlab.cells import method_class
     from unlearnlab.methods.base import MethodData
     from unlearnlab.models.small_cnn import SmallCNN
     from unlearnlab.registry import instantiate
@@ -92,7 +92,7 @@ def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):
     L.seed_everything(seed, verbose=False)
     model = SmallCNN(1, 10, 8, width=16)
     model.load_state_dict(state_dict)
-    cls = _method_class(cfg, name)
+    cls = method_class(cfg, name)
     cls.check_reads()
     method = instantiate(cfg, model=model, data=MethodData(digits_data, cls.reads, seed, name))
     method.run(make_trainer)

@@ -32,9 +32,9 @@ METHODS = {
 
 def _class(name):
     from conftest import method_config
-    from unlearnlab.cells import _method_class
+    from unlearnlab.cells import method_class
 
-    return _method_class({k: v for k, v in method_config(name).items() if k != "name"}, name)
+    return method_class({k: v for k, v in method_config(name).items() if k != "name"}, name)
 
 
 def _changed(state, original) -> float:

@@ -62,12 +62,12 @@ def _config(name: str, overrides: tuple) -> dict:
 
 def build(name, digits_data, state_dict, seed=0, reads=None, **overrides):
     """The method as the framework builds it, not run (optionally with another `reads`)."""
-    from unlearnlab.cells import _method_class
+    from unlearnlab.cells import method_class
     from unlearnlab.registry import instantiate
 
     cfg = {k: v for k, v in _config(name, tuple(sorted(overrides.items()))).items() if k != "name"}
     L.seed_everything(seed, verbose=False)
-    cls = _method_class(cfg, name)
+    cls = method_class(cfg, name)
     allowed = cls.reads if reads is None else frozenset(reads)
     return instantiate(cfg, model=model_from(state_dict).train(), data=MethodData(digits_data, allowed, seed, name))
 

@@ -217,9 +217,9 @@ def test_fastnet_builds_for_one_and_three_channels(shape):
 
 
 def test_fastnet_recipe_is_a_valid_study_recipe():
-    from unlearnlab.cells import _recipe
+    from unlearnlab.cells import recipe_settings
 
-    epochs, batch_size, optim, augment = _recipe(OmegaConf.load(REPO / "conf" / "recipe" / "fastnet.yaml"))
+    epochs, batch_size, optim, augment = recipe_settings(OmegaConf.load(REPO / "conf" / "recipe" / "fastnet.yaml"))
     assert epochs == 10 and batch_size == 512 and augment == Augment(2, True)
     assert optim.optimizer == "sgd" and optim.scheduler == "cosine"
 

@@ -165,20 +165,20 @@ def test_audit_overrides_one_audit_per_sweep_combination():
 
 def test_cell_index_out_of_range_is_refused():
     from unlearnlab.errors import ConfigError
-    from unlearnlab.sweep import _indices
+    from unlearnlab.sweep import job_indices
 
     cfg = OmegaConf.create({"n_models": 4, "index": 4})
     with pytest.raises(ConfigError, match=r"index=4 is outside \[0, n_models=4\)"):
-        _indices(cfg)
-    assert _indices(OmegaConf.create({"n_models": 3})) == [0, 1, 2]
+        job_indices(cfg)
+    assert job_indices(OmegaConf.create({"n_models": 3})) == [0, 1, 2]
 
 
 def test_cells_per_job_slices_are_clipped_to_n_models():
     from unlearnlab.errors import ConfigError
-    from unlearnlab.sweep import _indices
+    from unlearnlab.sweep import job_indices
 
     def slice_of(index, k, n=10):
-        return _indices(OmegaConf.create({"n_models": n, "index": index, "cells_per_job": k}))
+        return job_indices(OmegaConf.create({"n_models": n, "index": index, "cells_per_job": k}))
 
     assert slice_of(0, 4) == [0, 1, 2, 3] and slice_of(4, 4) == [4, 5, 6, 7] and slice_of(8, 4) == [8, 9]
     assert [slice_of(i, 32, 512)[-1] for i in range(0, 512, 32)] == list(range(31, 512, 32))

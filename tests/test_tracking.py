@@ -138,7 +138,7 @@ def test_cell_runs_only_when_asked(tmp_path):
 # -- names that become paths -------------------------------------------------------------------
 def test_names_that_become_paths_are_refused_or_made_safe(tmp_path):
     from unlearnlab.errors import ConfigError
-    from unlearnlab.sweep import _label
+    from unlearnlab.sweep import audit_label
     from unlearnlab.tracking import Tracker
 
     with pytest.raises(ConfigError, match=r"method.name='\.\./\.\./x'"):
@@ -151,8 +151,8 @@ def test_names_that_become_paths_are_refused_or_made_safe(tmp_path):
             pass
     assert not (tmp_path.parent / "b#0-1234").exists()
     # sweep audit labels: one folder name, never a path, and two settings never share one
-    a = _label(["task=audit", "dataset.root=/data/../x"], {"dataset.root"})
-    b = _label(["task=audit", "dataset.root=/data/.._x"], {"dataset.root"})
+    a = audit_label(["task=audit", "dataset.root=/data/../x"], {"dataset.root"})
+    b = audit_label(["task=audit", "dataset.root=/data/.._x"], {"dataset.root"})
     assert "/" not in a and ".." not in a and a != b
-    assert _label(["task=audit", "method.lr=0.1"], {"method.lr"}) == "method.lr=0.1"
-    assert json.dumps(_label(["task=audit"], set())) == '"all"'
+    assert audit_label(["task=audit", "method.lr=0.1"], {"method.lr"}) == "method.lr=0.1"
+    assert json.dumps(audit_label(["task=audit"], set())) == '"all"'

@@ -34,11 +34,11 @@ class ModeRecorder(L.Callback):
 
 
 def _build(name, digits_data, state_dict, seed=0):
-    from unlearnlab.cells import _method_class
+    from unlearnlab.cells import method_class
     from unlearnlab.registry import instantiate
 
     cfg = {k: v for k, v in method_config(name).items() if k != "name"}
-    cls = _method_class(cfg, name)
+    cls = method_class(cfg, name)
     L.seed_everything(seed, verbose=False)
     model = SmallCNN(1, 10, 8, width=16)
     model.load_state_dict(state_dict)
@@ -51,9 +51,9 @@ def test_every_fit_starts_with_the_model_in_train_mode_and_teachers_in_eval(name
     from unlearnlab.methods.newton import ClosedFormRemoval, ExactRetrain
 
     cls, method = None, None
-    from unlearnlab.cells import _method_class
+    from unlearnlab.cells import method_class
 
-    cls = _method_class({k: v for k, v in method_config(name).items() if k != "name"}, name)
+    cls = method_class({k: v for k, v in method_config(name).items() if k != "name"}, name)
     if issubclass(cls, (ClosedFormRemoval, ExactRetrain)):
         pytest.skip(f"{name}: closed-form removal on logreg features, no Trainer fit")
     cls, method = _build(name, digits_data, trained_small_cnn)

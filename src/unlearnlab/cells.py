@@ -44,8 +44,8 @@ class CellResult:
         return self.entry.outputs()
 
 
-def _recipe(train_cfg) -> tuple[int, int, OptimSettings, Augment]:
-    t = train_cfg  # ranges are checked at start-up (checks.check_sizes)
+def recipe_settings(recipe_cfg) -> tuple[int, int, OptimSettings, Augment]:
+    t = recipe_cfg  # ranges are checked at start-up (checks.check_sizes)
     optim = OptimSettings(t.optimizer, float(t.lr), float(t.momentum), float(t.weight_decay), t.scheduler)
     return int(t.epochs), int(t.batch_size), optim, Augment(int(t.crop_padding), bool(t.flip))
 
@@ -91,7 +91,7 @@ class CellRunner:
                 part = "train" if cell.kind == "original" else "retain"
                 fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
             else:
-                epochs, batch_size, optim, augment = _recipe(self.cfg.recipe)
+                epochs, batch_size, optim, augment = recipe_settings(self.cfg.recipe)
                 part = "train" if cell.kind == "original" else "retain"
                 batches = self.data.batches(part, batch_size, True, cell.seed, augment)
                 if epochs > 0:
@@ -111,7 +111,7 @@ class CellRunner:
         original = self.run(cell.upstream)
         model.load_state_dict(original.entry.state_dict())
         method_cfg = cell.method_config
-        cls = _method_class(method_cfg, cell.name)
+        cls = method_class(method_cfg, cell.name)
         cls.check_reads()
         data = MethodData(self.data, cls.reads, cell.seed, cell.name)
         method: UnlearningMethod = instantiate(method_cfg, where=f"method.{cell.name}", model=model, data=data)
@@ -130,7 +130,7 @@ def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:
     return make
 
 
-def _method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod]:
+def method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod]:
     check_targets(method_cfg, f"method.{name}")
     cls = get_class(method_cfg["_target_"])
     if not (isinstance(cls, type) and issubclass(cls, UnlearningMethod)):

@@ -129,7 +129,7 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
     """The plan of one study. JOB_STARTS: the sweep's index values (one job each); None: this
     command's own `index` (one job), or a suggested split by cells_per_job when index is unset."""
     from unlearnlab.pipeline import open_pipeline
-    from unlearnlab.sweep import _indices, _ranges
+    from unlearnlab.sweep import job_indices, index_ranges
     from unlearnlab.tracking import Tracker
     from unlearnlab.workers import positive
 
@@ -148,7 +148,7 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
     slices = []
     for start in job_starts:
         c = OmegaConf.create({"n_models": n, "cells_per_job": k, "index": start})
-        slices.append(_indices(c))
+        slices.append(job_indices(c))
     covered = sorted({i for s in slices for i in s})
     methods = list(planner.methods)
     rate = rates(cfg, pipe.data, methods, find_bench(cfg))
@@ -168,7 +168,7 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
         "job_index": sweep_index, "suggested": suggested,
         "largest_job_cells": max(1 + len(s) * (1 + len(methods)) for s in slices),
         "uncovered": [i for i in range(n) if i not in set(covered)],
-        "uncovered_text": _ranges([i for i in range(n) if i not in set(covered)]),
+        "uncovered_text": index_ranges([i for i in range(n) if i not in set(covered)]),
         "device": device_kind(cfg), "seconds": seconds,
         "device_hours": None if seconds is None else seconds / 3600,
         "rates": rate, "missing": cost,  # key -> seconds: studies of one sweep share cells

@@ -109,7 +109,7 @@ class IndexFileSplitSchema(SplitSchema):
 
 @dataclass
 class RecipeSchema:
-    """How the original and the retrained models are trained (cells._recipe, training.OptimSettings)."""
+    """How the original and the retrained models are trained (cells.recipe_settings, training.OptimSettings)."""
 
     epochs: Any = MISSING      # a whole number ≥ 0 (checks.check_hyperparameters; 10.0 = 10)
     batch_size: Any = MISSING  # a whole number ≥ 1 (checks.check_hyperparameters)

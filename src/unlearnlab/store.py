@@ -182,7 +182,7 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _read_meta(path: Path) -> dict[str, Any] | str:
+def read_meta(path: Path) -> dict[str, Any] | str:
     """meta.json as a dict, or a one-line description of why it cannot be read."""
     try:
         meta = json.loads((path / "meta.json").read_text())
@@ -343,7 +343,7 @@ class Store:
 
     def load(self, kind: str, key: str, verify: bool = True) -> Entry:
         path = self.path(kind, key)
-        meta = _read_meta(path)
+        meta = read_meta(path)
         if verify:
             problems = self.check(path, meta, key) if isinstance(meta, dict) else [meta]
             if problems:

@@ -38,7 +38,7 @@ INDEX_KEYS = ("index", "cells_per_job", "workers_per_device")
 
 
 # -- task=cell ---------------------------------------------------------------------------------
-def _indices(cfg: DictConfig) -> list[int]:
+def job_indices(cfg: DictConfig) -> list[int]:
     """The cell indices of this job: index .. index+cells_per_job-1, clipped to n_models (all
     indices when index is unset)."""
     from unlearnlab.workers import positive
@@ -69,12 +69,12 @@ def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
     from unlearnlab.pipeline import open_pipeline
     from unlearnlab.workers import positive, run_cells, threads_per_worker
 
-    indices = _indices(cfg)
+    indices = job_indices(cfg)
     workers = positive(cfg, "workers_per_device")
     threads = threads_per_worker(workers)
     torch.set_num_threads(threads)
     pipe = open_pipeline(cfg)
-    log.info("cells %s in %d worker(s), %d torch thread(s) each", _ranges(indices), workers, threads)
+    log.info("cells %s in %d worker(s), %d torch thread(s) each", index_ranges(indices), workers, threads)
     done = run_cells(pipe, indices, workers, threads)
     (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
     return done
@@ -115,7 +115,7 @@ def explain_missing(store, planner, cells) -> str | None:
     for (kind, name), group in by_name.items():
         want = sorted(c.index for c in group)
         label = name if kind == "original" else f"{name} ({kind})"
-        head = f"{label}: {len(group)} cell(s) missing" + ("" if kind == "original" else f" (index {_ranges(want)})")
+        head = f"{label}: {len(group)} cell(s) missing" + ("" if kind == "original" else f" (index {index_ranges(want)})")
         same = [m for m in stored.get(kind, []) if m.get("name") == name]
         if not same:
             lines.append(f"{head}; the store has no {label} cells at all")
@@ -146,7 +146,7 @@ def explain_missing(store, planner, cells) -> str | None:
         else:
             have = sorted(i for i in by_index if isinstance(i, int))
             lines.append(
-                f"{head}; the store holds {label} cells for index {_ranges(have)} only "
+                f"{head}; the store holds {label} cells for index {index_ranges(have)} only "
                 f"(n_models differs, or the sweep has not finished)"
             )
     return "\n  ".join(lines)
@@ -157,7 +157,7 @@ def _short(v: Any) -> str:
     return s if len(s) <= 40 else s[:37] + "..."
 
 
-def _ranges(xs: list[int]) -> str:
+def index_ranges(xs: list[int]) -> str:
     if not xs:
         return "none"
     parts, start, prev = [], xs[0], xs[0]
@@ -245,7 +245,7 @@ def _methods_together(override) -> str:
     return f"{override.get_key_element()}=[{','.join(names)}]"
 
 
-def _label(overrides: list[str], varying: set[str]) -> str:
+def audit_label(overrides: list[str], varying: set[str]) -> str:
     """The audit's folder under SWEEP_DIR/audit/: the overrides that tell it apart. A value that
     is not a plain name (a path, say) is rewritten and tagged with a hash of the original, so
     the label is one folder name (no `/`, never `..`) and two audits never share one."""
@@ -286,7 +286,7 @@ class AuditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
         varying = {k for k in set().union(*keys) if len({d.get(k) for d in keys}) > 1}
         failures = []
         for ov in audits:
-            out = sweep_dir / "audit" / _label(ov, varying)
+            out = sweep_dir / "audit" / audit_label(ov, varying)
             print(f"\naudit: unlearnlab {' '.join(ov)}  ->  {out}", flush=True)
             try:
                 run_audit(config_name, ov, out)

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.store import FILES, RESERVED, STALE_TMP_SECONDS, Store, _read_meta
+from unlearnlab.store import FILES, RESERVED, STALE_TMP_SECONDS, Store, read_meta
 
 
 def scan(store: Store) -> tuple[int, list[dict[str, Any]], list[Path]]:
@@ -30,7 +30,7 @@ def scan(store: Store) -> tuple[int, list[dict[str, Any]], list[Path]]:
             if not path.is_dir():
                 continue
             checked += 1
-            meta = _read_meta(path)
+            meta = read_meta(path)
             problems = store.check(path, meta) if isinstance(meta, dict) else [meta]
             if not problems:
                 problems = _readable(path)
