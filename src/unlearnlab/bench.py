@@ -374,7 +374,7 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
         est["cifar10_fastnet_hours"] = total / 3600
         est["cifar10_fastnet_retrain_s"] = retrain_s
         est["assumptions"].append(
-            f"CIFAR-10 fastnet study: {epochs} epochs (conf/train/fastnet.yaml) over 45,000 retain images at the "
+            f"CIFAR-10 fastnet study: {epochs} epochs (conf/recipe/fastnet.yaml) over 45,000 retain images at the "
             f"measured fastnet rate ({best['img_s']:.0f} img/s, {best['precision']}, channels_last="
             f"{best['channels_last']}, plain loop) × the measured framework/plain ratio ({ratio:.3f}) + "
             f"{fit_overhead:.2f} s Trainer setup per cell; each method costs its unlearn/retrain ratio measured "
@@ -437,7 +437,7 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
         if "this_study_hours" in e:
             t.add_row("this study's data, model and recipe", _fmt(e["this_study_hours"], 3))
         if "cifar10_fastnet_hours" in e:
-            t.add_row("CIFAR-10, fastnet, conf/train/fastnet.yaml", _fmt(e["cifar10_fastnet_hours"], 3))
+            t.add_row("CIFAR-10, fastnet, conf/recipe/fastnet.yaml", _fmt(e["cifar10_fastnet_hours"], 3))
         console.print(t)
         for a in e["assumptions"]:
             console.print(f"  assumption: {a}")

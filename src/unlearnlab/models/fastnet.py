@@ -14,7 +14,7 @@ images (digits are 8×8) a pool is skipped once the map is 1×1, so any size ≥
 What this module does not reproduce of airbench94's published recipe (94.01% on CIFAR-10 in 9.9
 epochs): the data-whitening initialisation, label smoothing, Nesterov momentum with a 64× learning
 rate on BN biases, lookahead/EMA, alternating flips and test-time augmentation. The framework's
-recipe (conf/train/fastnet.yaml) is plain SGD + cosine + crop/flip.
+recipe (conf/recipe/fastnet.yaml) is plain SGD + cosine + crop/flip.
 """
 
 from __future__ import annotations
