@@ -42,9 +42,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from unlearnlab import config_dir
+from unlearnlab.cells import trainer_factory
 from unlearnlab.data.loader import Augment, DeviceBatches
 from unlearnlab.errors import ConfigError
 from unlearnlab.models import build_model, memory_format
+from unlearnlab.pipeline import open_pipeline, output_dir, training_device
+from unlearnlab.store import Store
+from unlearnlab.tracking import Tracker
 from unlearnlab.training import OptimSettings, SupervisedModule
 
 SECTIONS = ("ratio", "throughput", "audit", "methods")
@@ -107,8 +112,6 @@ def _sync(device: torch.device) -> None:
 
 
 def _conf_dir() -> Path:
-    from unlearnlab import config_dir
-
     return Path(config_dir())
 
 
@@ -313,10 +316,6 @@ def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
 
 
 def bench_methods(opts, cfg, console: Console) -> dict[str, Any]:
-    from unlearnlab.pipeline import open_pipeline
-    from unlearnlab.store import Store
-    from unlearnlab.tracking import Tracker
-
     c = _study_cfg(cfg, opts)
     chosen = dict(c.get("methods") or {})  # the study's methods, chosen as for any study: method=[...]
     reps = int(opts["method_repeats"])
@@ -451,9 +450,6 @@ def device_name(device: torch.device) -> str:
 
 
 def bench_task(cfg: DictConfig) -> dict[str, Any]:
-    from unlearnlab.cells import trainer_factory
-    from unlearnlab.pipeline import output_dir, training_device
-
     console = Console()
     device = training_device(cfg.trainer)
     opts = bench_options(cfg, device)

@@ -15,6 +15,7 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig
 
+from unlearnlab.certified import fit_model_exact
 from unlearnlab.data import StudyData
 from unlearnlab.data.loader import Augment
 from unlearnlab.errors import ConfigError
@@ -86,7 +87,6 @@ class CellRunner:
             if cell.kind == "unlearn":
                 extra = self._unlearn(cell, model, make_trainer)
             elif self.cfg.recipe.get("solver", "sgd") == "exact":
-                from unlearnlab.certified import fit_model_exact
 
                 part = "train" if cell.kind == "original" else "retain"
                 fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)

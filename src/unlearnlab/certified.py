@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from unlearnlab.data.loader import normalise
 from unlearnlab.models.logreg import (
-    DTYPE, _check_pm1, fit_exact, grad_sum, hessian_sum, loss_perturbation,
+    DTYPE, check_pm1, fit_exact, grad_sum, hessian_sum, loss_perturbation,
 )
 
 # Lipschitz constant of l''(z) = s(z)(1 - s(z)) used by Guo et al. for the logistic loss (the repo
@@ -137,7 +138,7 @@ def _solve_spd(H: Tensor, g: Tensor) -> Tensor:
 
 def gradient_residual(w: Tensor, X: Tensor, y: Tensor, lam: float, b: Tensor | None = None) -> Tensor:
     """Per-column ||grad L(w_k; D)|| (sum scaling, with b): shape (1,) binary or (K,)."""
-    w, X, y, b = _f64(w), _f64(X), _check_pm1(y), _f64(b)
+    w, X, y, b = _f64(w), _f64(X), check_pm1(y), _f64(b)
     return torch.stack([
         grad_sum(_col(w, k, w), X, _col(y, k, w), lam, _col(b, k, w)).norm() for k in range(_cols(w))
     ])
@@ -193,7 +194,7 @@ def newton_removal(
     Removing nothing returns an unchanged copy of w (bit-identical).
     """
     w, X_keep, X_remove, b = _f64(w), _f64(X_keep), _f64(X_remove), _f64(b)
-    y_keep, y_remove = _check_pm1(y_keep), _check_pm1(y_remove)
+    y_keep, y_remove = check_pm1(y_keep), check_pm1(y_remove)
     K = _cols(w)
     if X_remove.shape[0] == 0:
         res = gradient_residual(w, X_keep, y_keep, lam, b)
@@ -247,7 +248,7 @@ class NewtonRemover:
     ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        self.X, self.y = _f64(X), _check_pm1(y)
+        self.X, self.y = _f64(X), check_pm1(y)
         self.lam, self.sigma, self.eps, self.delta = lam, sigma, eps, delta
         self.batch_size, self.generator, self.resample_b = batch_size, generator, resample_b
         self.gamma, self.tol = gamma, tol
@@ -326,7 +327,7 @@ def sekhari_sigma(M: float, L: float, lam: float, n: int, m: int, eps: float, de
 def stored_hessian(w: Tensor, X: Tensor, y: Tensor, lam: float) -> Tensor:
     """The statistic Sekhari's learner stores: n * Hessian of F at w_hat = Hessian of L (sum
     scaling): (D, D), or (K, D, D) one-vs-rest."""
-    w, X, y = _f64(w), _f64(X), _check_pm1(y)
+    w, X, y = _f64(w), _f64(X), check_pm1(y)
     Hs = [hessian_sum(_col(w, k, w), X, _col(y, k, w), lam) for k in range(_cols(w))]
     return Hs[0] if w.dim() == 1 else torch.stack(Hs)
 
@@ -343,7 +344,7 @@ def noisy_newton_removal(
     un-perturbed ERM (fit_exact with b=None). ``hessian_all``: the stored n Hess F(w) (see
     ``stored_hessian``); only the removed points are then needed besides it. info has "w_bar".
     """
-    w, X_all, y_all = _f64(w), _f64(X_all), _check_pm1(y_all)
+    w, X_all, y_all = _f64(w), _f64(X_all), check_pm1(y_all)
     idx = torch.as_tensor(remove_idx, dtype=torch.long).reshape(-1)
     n, m = X_all.shape[0], idx.numel()
     if m >= n:
@@ -437,7 +438,7 @@ def projected_gd(w: Tensor, X: Tensor, y: Tensor, lam: float, steps: int, lr: fl
                  b: Tensor | None = None) -> Tensor:
     """``steps`` projected GD steps on the mean objective F = L/n, per column (with b^T w / n when
     b is given: a fixed linear term, it changes neither smoothness nor strong convexity)."""
-    w, X, y, b = _f64(w).clone(), _f64(X), _check_pm1(y), _f64(b)
+    w, X, y, b = _f64(w).clone(), _f64(X), check_pm1(y), _f64(b)
     n = X.shape[0]
     W, Y = _as2d(w), _as2d(y)  # all columns at once; the projection is per column
     B = None if b is None else _as2d(b)
@@ -509,7 +510,6 @@ def fit_model_exact(model, data, part: str, train_cfg, seed: int) -> Tensor:
     if hasattr(data, "tensors"):
         x, y = data.tensors(part)
     else:
-        from unlearnlab.data.loader import normalise
 
         x, y = data.parts[part]
         x = normalise(x, data.mean, data.std)

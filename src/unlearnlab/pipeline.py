@@ -22,6 +22,7 @@ from unlearnlab.cells import CellRunner
 from unlearnlab.data import StudyData, load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.plan import Planner
+from unlearnlab.schemas import register
 from unlearnlab.store import Store
 from unlearnlab.tracking import Tracker
 
@@ -89,7 +90,6 @@ def run_composed(overrides: list[str], output_dir: Path, fn: Callable[[DictConfi
     from hydra import compose
     from omegaconf import open_dict, read_write
 
-    from unlearnlab.schemas import register
 
     register()  # the groups' schemas, which conf/ extends (idempotent)
     cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)

@@ -30,6 +30,7 @@ from hydra._internal.utils import _locate  # what hydra.utils.instantiate resolv
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unlearnlab.errors import ConfigError
+from unlearnlab.methods.base import UnlearningMethod
 
 # Model builders that are functions, not classes (a class needs no listing).
 MODEL_BUILDERS = frozenset({"unlearnlab.models.resnet.resnet18", "unlearnlab.models.resnet.resnet18_cifar"})
@@ -40,8 +41,6 @@ def _subclass(obj: Any, base: Callable[[], type | tuple[type, ...]]) -> bool:
 
 
 def _is_method(obj: Any) -> bool:
-    from unlearnlab.methods.base import UnlearningMethod
-
     return _subclass(obj, lambda: UnlearningMethod)
 
 

@@ -26,7 +26,13 @@ import torch
 from omegaconf import OmegaConf
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.pipeline import job_cores, threads_per_worker  # noqa: F401 - the job's cores, shared with studies
+from unlearnlab.pipeline import (  # noqa: F401 - the job's cores, shared with studies
+    job_cores,
+    open_pipeline,
+    quiet_lightning,
+    threads_per_worker,
+)
+
 
 def positive(cfg, key: str, default: int = 1) -> int:
     """cfg[key] as an int ≥ 1 (absent: default), or a ConfigError naming the fix."""
@@ -94,9 +100,6 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _init_worker(resolved: dict, out: str, indices: list[int], threads: int, parent: int) -> None:
-    from unlearnlab.pipeline import open_pipeline
-    from unlearnlab.pipeline import quiet_lightning
-
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     quiet_lightning()

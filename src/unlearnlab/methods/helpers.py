@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnlab.data.loader import Augment, random_crop, random_flip
+from unlearnlab.models import build_model
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
@@ -108,7 +109,6 @@ def fresh_init(model: nn.Module, architecture, input_shape: tuple[int, ...], num
     cells.py builds the reference retrained models (L.seed_everything(seed), then build_model),
     so a model started from here is identically distributed with them. The global RNG is left
     as it was."""
-    from unlearnlab.models import build_model
 
     options = {k: v for k, v in dict(architecture).items() if k != "compile"}  # compiling keeps the weights
     with torch.random.fork_rng(devices=[]):

@@ -58,7 +58,7 @@ def to_pm1(labels: Tensor, num_classes: int) -> Tensor:
     return y
 
 
-def _check_pm1(y: Tensor) -> Tensor:
+def check_pm1(y: Tensor) -> Tensor:
     """Reject {0,1} labels silently passed where +-1 targets are meant (a classic sign bug)."""
     y = y.to(DTYPE)
     if y.numel() and not bool(((y == 1) | (y == -1)).all()):
@@ -130,7 +130,7 @@ def fit_exact(
     w's shape. Raises if the tolerance is not met (a silently unconverged "retrain" would make
     every downstream comparison meaningless).
     """
-    X, y = X.to(DTYPE), _check_pm1(y)
+    X, y = X.to(DTYPE), check_pm1(y)
     if y.dim() == 1:
         return _fit_column(X, y, lam, None if b is None else b.to(DTYPE), tol, max_iter, w0)
     cols = [
