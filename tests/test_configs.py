@@ -50,9 +50,11 @@ def targets(node, where=""):
 
 
 def resolvable(cfg) -> dict:
-    """The config without paths.output_dir (it needs Hydra's runtime), resolved."""
+    """The config without what needs Hydra's runtime (paths.output_dir, hydra.* but the sweeper), resolved."""
     plain = OmegaConf.to_container(cfg, resolve=False)
     plain.get("paths", {}).pop("output_dir", None)
+    if "hydra" in plain:
+        plain["hydra"] = {"sweeper": plain["hydra"].get("sweeper")}
     return OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
 
 

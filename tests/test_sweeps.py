@@ -137,12 +137,25 @@ def test_launcher_presets_extend_the_plugins_configs(preset, plugin, schema, our
 
 def test_optuna_preset_composes():
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='optional extra: pip install -e ".[optuna]"')
-    # `hparams_search=` once config.yaml lists `- hparams_search: null` in its defaults; `+` until then
-    plus = "" if "hparams_search" in (REPO / "conf" / "config.yaml").read_text() else "+"
-    cfg = _compose(f"{plus}hparams_search=optuna_finetune")
+    cfg = _compose("hparams_search=optuna_finetune")
     assert list(cfg.methods) == ["identity", "retrain", "finetune"] and cfg.objective == "finetune"
     assert cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"methods.finetune.lr", "methods.finetune.epochs"}
+
+
+@pytest.mark.slow
+def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
+    """Two real trials: Optuna's best value is the best trial's results[finetune][audit/score]."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='optional extra: pip install -e ".[optuna]"')
+    import yaml
+
+    sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "n_models=4", "recipe.epochs=1",
+          "audit=[competition]", "audit.competition.n_permutations=9", "logger=none")
+    scores = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text())["methods"]["finetune"]["audit/score"]
+              for i in range(2)]
+    best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(scores))
+    assert 0.001 <= best["best_params"]["methods.finetune.lr"] <= 0.3
 
 
 def test_audit_overrides_one_audit_per_sweep_combination():
