@@ -90,7 +90,6 @@ def run_composed(overrides: list[str], output_dir: Path, fn: Callable[[DictConfi
     from hydra import compose
     from omegaconf import open_dict, read_write
 
-
     register()  # the groups' schemas, which conf/ extends (idempotent)
     cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     output_dir = Path(output_dir)
