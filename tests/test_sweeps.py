@@ -1,90 +1,28 @@
-"""Sweeps: Hydra jobs of one cell or a slice of cells (basic, pool/joblib, local/submitit and a real
-SLURM cluster), workers sharing a job's device, the audit at the end of the multirun and on
-demand, one original under concurrency, kill -9 / scancel and resume, the audit's refusal of
-mismatched cells, and the launcher/optuna presets."""
+"""Sweeps: Hydra jobs of one cell or a set of cells (basic, pool/joblib, local/submitit), workers
+sharing a job's device, the audit at the end of the multirun and on demand, one original under
+concurrency, the audit's refusal of mismatched cells, and the launcher/optuna presets. Slices of
+cells per job, a real SLURM cluster and kill -9 / scancel: test_sweeps_slices.py."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
-
-REPO = Path(__file__).resolve().parents[1]
-CONF = str(REPO / "conf")
-
-# The tiny sweep every end-to-end test runs: debug=tiny (digits, N = 2, one epoch, finetune only),
-# audited with competition and mia_kit (the lower_bound audit needs N ≥ 4).
-# 9 relabellings (not 49) in the competition audit's permutation test: no test here reads a p-value's
-# resolution, and the audits compared are all run with the same K.
-BASE = ["task=cell", "debug=tiny", "audit=[competition,mia_kit]", "audit.competition.n_permutations=9"]
-TINY = [*BASE, "methods.finetune.epochs=1"]
-INDEXES = "index=range(0,2)"
-# The sliced sweep: N = 4 in 2 jobs of 2 cells per kind.
-SLICED = [*TINY, "n_models=4", "cells_per_job=2", "index=range(0,4,2)"]
-
-
-def sweep(tmp: Path, *overrides: str, name: str = "sweep", timeout: int = 400, check: bool = True,
-          popen: bool = False, multirun: bool = True):
-    """`unlearnlab -m OVERRIDES` in a subprocess, with its store and sweep (or run) dir under TMP."""
-    where = f"hydra.sweep.dir={tmp}/{name}" if multirun else f"hydra.run.dir={tmp}/{name}"
-    cmd = [sys.executable, "-m", "unlearnlab.cli", *(["-m"] if multirun else []), *overrides,
-           f"paths.root={tmp}", where]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    if popen:
-        log = open(tmp / f"{name}.log", "w")
-        return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
-    return r
-
-
-def entries(store: Path, kind: str) -> list[Path]:
-    d = store / kind
-    # a writer killed mid-save leaves a `.tmp-*` folder: never an entry (the store removes it later)
-    return sorted(p for p in d.iterdir() if (p / "meta.json").is_file() and not p.name.startswith(".")) \
-        if d.is_dir() else []
-
-
-def computed(sweep_dir: Path) -> dict[str, int]:
-    """How many jobs computed (not fetched) each cell key, from every job's cells.json."""
-    counts: dict[str, int] = {}
-    for f in sweep_dir.glob("*/cells.json"):
-        for c in json.loads(f.read_text()):
-            counts.setdefault(c["key"], 0)
-            counts[c["key"]] += not c["cached"]
-    return counts
-
-
-def audit_results(sweep_dir: Path, label: str = "all") -> dict:
-    return json.loads((sweep_dir / "audit" / label / "results.json").read_text())
-
-
-def assert_complete(tmp: Path, n: int, methods=("finetune",)) -> None:
-    store = tmp / "store"
-    assert len(entries(store, "original")) == 1
-    assert len(entries(store, "retrain")) == n
-    names = [json.loads((p / "meta.json").read_text())["name"] for p in entries(store, "unlearn")]
-    assert sorted(names) == sorted(m for m in methods for _ in range(n))
-
-
-def assert_same_audit(a: dict, b: dict) -> None:
-    assert a["methods"].keys() == b["methods"].keys()
-    for m, row in a["methods"].items():
-        for k, v in row.items():
-            if k.startswith("cost/"):
-                continue  # wall time
-            assert v == pytest.approx(b["methods"][m][k], rel=1e-6, abs=1e-9, nan_ok=True), (m, k)
+from sweep_runs import (
+    BASE,
+    CONF,
+    INDEXES,
+    TINY,
+    assert_complete,
+    assert_same_audit,
+    audit_results,
+    computed,
+    sweep,
+)
 
 
 # -- presets and small pieces (fast) ------------------------------------------------------------
@@ -149,8 +87,8 @@ def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='optional extra: pip install -e ".[optuna]"')
     import yaml
 
-    sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "n_models=4", "recipe.epochs=1",
-          "audit=[competition]", "audit.competition.n_permutations=9", "logger=none")
+    sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "debug=tiny",
+          "audit.competition.n_permutations=9")
     scores = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text())["methods"]["finetune"]["audit/score"]
               for i in range(2)]
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
@@ -284,26 +222,6 @@ def reference(tmp_path_factory):
     return tmp, r
 
 
-@pytest.fixture(scope="module")
-def sliced_reference(tmp_path_factory):
-    """The sliced sweep (N = 4, 2 jobs of 2), uninterrupted, 2 jobs at once in a joblib pool."""
-    tmp = tmp_path_factory.mktemp("sliced")
-    sweep(tmp, *SLICED, "logger=none", "hydra/launcher=pool")
-    return tmp
-
-
-def assert_slices(sweep_dir: Path, starts=(0, 2), k: int = 2) -> None:
-    """One cells.json per job, each holding the original and its own slice, every key computed once."""
-    jobs = sorted((json.loads(f.read_text()) for f in sweep_dir.glob("*/cells.json")),
-                  key=lambda job: min(c["index"] for c in job if c["kind"] != "original"))
-    assert len(jobs) == len(starts)
-    for start, job in zip(starts, jobs):
-        assert job[0]["kind"] == "original"
-        assert sorted({c["index"] for c in job[1:]}) == list(range(start, start + k))
-        assert len(job) == 1 + 2 * k  # retrain + finetune per index
-    assert all(n == 1 for n in computed(sweep_dir).values()), computed(sweep_dir)
-
-
 @pytest.mark.slow
 def test_basic_multirun_audit_callback_and_on_demand_audit(reference):
     tmp, r = reference
@@ -355,23 +273,6 @@ def test_pool_four_jobs_train_the_original_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_pool_slices_and_end_of_sweep_audit(sliced_reference):
-    tmp = sliced_reference
-    assert_complete(tmp, 4)
-    assert_slices(tmp / "sweep")
-    audit = audit_results(tmp / "sweep")  # the audit callback found all 4 + 4 cells
-    assert audit["n_models"] == 4 and set(audit["methods"]) == {"finetune"}
-
-
-@pytest.mark.slow
-def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_reference):
-    sweep(tmp_path, *SLICED, "logger=none", "workers_per_device=2")
-    assert_complete(tmp_path, 4)
-    assert_slices(tmp_path / "sweep")
-    assert_same_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
-
-
-@pytest.mark.slow
 def test_submitit_local_multirun(tmp_path):
     # a job per method (each computing both indices); the sweep's methods are audited together
     sweep(tmp_path, *BASE, "method=identity,retrain", "recipe.epochs=0", "index=0", "cells_per_job=2", "logger=none",
@@ -382,81 +283,3 @@ def test_submitit_local_multirun(tmp_path):
     assert list(audit_results(tmp_path / "sweep")["methods"]) == ["identity", "retrain"]
 
 
-def _on_slurm(cluster) -> list[str]:
-    return ["hydra/launcher=slurm", f"hydra.launcher.partition={cluster.partition}", "hydra.launcher.cpus_per_task=1",
-            "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=10"]
-
-
-@pytest.mark.slow
-def test_real_slurm_multirun_of_slices(tmp_path, slurm_cluster, sliced_reference):  # noqa: F811
-    r = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster))
-    assert_complete(tmp_path, 4)
-    assert_slices(tmp_path / "sweep")
-    assert_same_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
-    logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
-    assert len(logs) == 2
-    assert all("cell finetune#" in p.read_text() for p in logs), r.stdout[-2000:]
-    # torch threads from SLURM's cpus_per_task=1, not the machine's cores
-    assert all("in 1 worker(s), 1 torch thread(s) each" in p.read_text() for p in logs)
-
-
-def _stamps(store: Path) -> dict[Path, tuple]:
-    return {p: ((p / "meta.json").read_text(), (p / "meta.json").stat().st_ino, (p / "meta.json").stat().st_mtime_ns,
-                (p / "model.safetensors").stat().st_mtime_ns)
-            for k in ("original", "retrain", "unlearn") for p in entries(store, k)}
-
-
-def _wait_for(proc, store: Path, log: Path, at_least: int) -> None:
-    deadline = time.monotonic() + 300
-    while sum(len(entries(store, k)) for k in ("original", "retrain", "unlearn")) < at_least:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-
-
-@pytest.mark.slow
-def test_kill_9_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, sliced_reference):
-    store = tmp_path / "store"
-    proc = sweep(tmp_path, *SLICED, "logger=none", name="killed", popen=True)
-    _wait_for(proc, store, tmp_path / "killed.log", 3)  # inside the first job's slice
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    before = _stamps(store)
-    assert 3 <= len(before) < 9
-    sweep(tmp_path, *SLICED, "logger=none", name="rerun")
-    assert_complete(tmp_path, 4)
-    for p, stamp in before.items():
-        assert _stamps(store)[p] == stamp
-    rerun = computed(tmp_path / "rerun")
-    assert all(rerun[p.name] == 0 for p in before)  # fetched, not recomputed
-    assert sum(rerun.values()) == 9 - len(before)
-    assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(sliced_reference / "sweep"))
-
-
-@pytest.mark.slow
-def test_scancel_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, slurm_cluster, sliced_reference):  # noqa: F811
-    """SLURM jobs cancelled while they work through their slices (a preemption), then the same sweep again."""
-    store = tmp_path / "store"
-    proc = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="cancelled", popen=True)
-    _wait_for(proc, store, tmp_path / "cancelled.log", 2)  # past the original, inside the slices
-    slurm_cluster.cmd("scancel", f"--partition={slurm_cluster.partition}")
-    # The jobs are gone once squeue lists none (not even COMPLETING): their processes are dead and
-    # write nothing more. The launcher itself never learns of the cancel here (this test cluster has
-    # no accounting, so submitit's sacct poll says UNKNOWN forever) and would wait; stop it.
-    deadline = time.monotonic() + 60
-    while slurm_cluster.cmd("squeue", "-h", f"--partition={slurm_cluster.partition}").strip():
-        assert time.monotonic() < deadline, slurm_cluster.cmd("squeue", f"--partition={slurm_cluster.partition}")
-        time.sleep(0.2)
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
-    before = _stamps(store)
-    assert 2 <= len(before) < 9, "the cancel came after every cell had finished"
-    sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="rerun")
-    assert_complete(tmp_path, 4)
-    for p, stamp in before.items():
-        assert _stamps(store)[p] == stamp
-    rerun = computed(tmp_path / "rerun")
-    assert all(rerun[p.name] == 0 for p in before)
-    assert sum(rerun.values()) == 9 - len(before)
-    assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(sliced_reference / "sweep"))

@@ -1,0 +1,78 @@
+"""What the sweep tests share: the tiny sweeps they run and how they read a sweep's results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = str(REPO / "conf")
+
+# The tiny sweep every end-to-end test runs: debug=tiny (digits, N = 2, one epoch, finetune only),
+# audited with competition and mia_kit (the lower_bound audit needs N ≥ 4).
+# 9 relabellings (not 49) in the competition audit's permutation test: no test here reads a p-value's
+# resolution, and the audits compared are all run with the same K.
+BASE = ["task=cell", "debug=tiny", "audit=[competition,mia_kit]", "audit.competition.n_permutations=9"]
+TINY = [*BASE, "methods.finetune.epochs=1"]
+INDEXES = "index=range(0,2)"
+# The sliced sweep: N = 4 in 2 jobs of 2 cells per kind.
+SLICED = [*TINY, "n_models=4", "cells_per_job=2", "index=range(0,4,2)"]
+
+
+def sweep(tmp: Path, *overrides: str, name: str = "sweep", timeout: int = 400, check: bool = True,
+          popen: bool = False, multirun: bool = True):
+    """`unlearnlab -m OVERRIDES` in a subprocess, with its store and sweep (or run) dir under TMP."""
+    where = f"hydra.sweep.dir={tmp}/{name}" if multirun else f"hydra.run.dir={tmp}/{name}"
+    cmd = [sys.executable, "-m", "unlearnlab.cli", *(["-m"] if multirun else []), *overrides,
+           f"paths.root={tmp}", where]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    if popen:
+        log = open(tmp / f"{name}.log", "w")
+        return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+def entries(store: Path, kind: str) -> list[Path]:
+    d = store / kind
+    # a writer killed mid-save leaves a `.tmp-*` folder: never an entry (the store removes it later)
+    return sorted(p for p in d.iterdir() if (p / "meta.json").is_file() and not p.name.startswith(".")) \
+        if d.is_dir() else []
+
+
+def computed(sweep_dir: Path) -> dict[str, int]:
+    """How many jobs computed (not fetched) each cell key, from every job's cells.json."""
+    counts: dict[str, int] = {}
+    for f in sweep_dir.glob("*/cells.json"):
+        for c in json.loads(f.read_text()):
+            counts.setdefault(c["key"], 0)
+            counts[c["key"]] += not c["cached"]
+    return counts
+
+
+def audit_results(sweep_dir: Path, label: str = "all") -> dict:
+    return json.loads((sweep_dir / "audit" / label / "results.json").read_text())
+
+
+def assert_complete(tmp: Path, n: int, methods=("finetune",)) -> None:
+    store = tmp / "store"
+    assert len(entries(store, "original")) == 1
+    assert len(entries(store, "retrain")) == n
+    names = [json.loads((p / "meta.json").read_text())["name"] for p in entries(store, "unlearn")]
+    assert sorted(names) == sorted(m for m in methods for _ in range(n))
+
+
+def assert_same_audit(a: dict, b: dict) -> None:
+    assert a["methods"].keys() == b["methods"].keys()
+    for m, row in a["methods"].items():
+        for k, v in row.items():
+            if k.startswith("cost/"):
+                continue  # wall time
+            assert v == pytest.approx(b["methods"][m][k], rel=1e-6, abs=1e-9, nan_ok=True), (m, k)

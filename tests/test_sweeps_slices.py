@@ -1,0 +1,144 @@
+"""Sweeps whose jobs compute slices of cells (cells_per_job): a joblib pool, two workers per job,
+a real single-node SLURM cluster, and kill -9 / scancel mid-slice followed by a rerun that
+computes only what is missing. All compared with one uninterrupted sliced sweep."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
+from sweep_runs import (
+    SLICED,
+    assert_complete,
+    assert_same_audit,
+    audit_results,
+    computed,
+    entries,
+    sweep,
+)
+
+
+@pytest.fixture(scope="module")
+def sliced_reference(tmp_path_factory):
+    """The sliced sweep (N = 4, 2 jobs of 2), uninterrupted, 2 jobs at once in a joblib pool."""
+    tmp = tmp_path_factory.mktemp("sliced")
+    sweep(tmp, *SLICED, "logger=none", "hydra/launcher=pool")
+    return tmp
+
+
+def assert_slices(sweep_dir: Path, starts=(0, 2), k: int = 2) -> None:
+    """One cells.json per job, each holding the original and its own slice, every key computed once."""
+    jobs = sorted((json.loads(f.read_text()) for f in sweep_dir.glob("*/cells.json")),
+                  key=lambda job: min(c["index"] for c in job if c["kind"] != "original"))
+    assert len(jobs) == len(starts)
+    for start, job in zip(starts, jobs):
+        assert job[0]["kind"] == "original"
+        assert sorted({c["index"] for c in job[1:]}) == list(range(start, start + k))
+        assert len(job) == 1 + 2 * k  # retrain + finetune per index
+    assert all(n == 1 for n in computed(sweep_dir).values()), computed(sweep_dir)
+
+
+
+
+@pytest.mark.slow
+def test_pool_slices_and_end_of_sweep_audit(sliced_reference):
+    tmp = sliced_reference
+    assert_complete(tmp, 4)
+    assert_slices(tmp / "sweep")
+    audit = audit_results(tmp / "sweep")  # the audit callback found all 4 + 4 cells
+    assert audit["n_models"] == 4 and set(audit["methods"]) == {"finetune"}
+
+
+@pytest.mark.slow
+def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_reference):
+    sweep(tmp_path, *SLICED, "logger=none", "workers_per_device=2")
+    assert_complete(tmp_path, 4)
+    assert_slices(tmp_path / "sweep")
+    assert_same_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
+
+
+
+
+def _on_slurm(cluster) -> list[str]:
+    return ["hydra/launcher=slurm", f"hydra.launcher.partition={cluster.partition}", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=null", "hydra.launcher.timeout_min=10"]
+
+
+@pytest.mark.slow
+def test_real_slurm_multirun_of_slices(tmp_path, slurm_cluster, sliced_reference):  # noqa: F811
+    r = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster))
+    assert_complete(tmp_path, 4)
+    assert_slices(tmp_path / "sweep")
+    assert_same_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
+    logs = list((tmp_path / "sweep" / ".submitit").rglob("*_log.out"))
+    assert len(logs) == 2
+    assert all("cell finetune#" in p.read_text() for p in logs), r.stdout[-2000:]
+    # torch threads from SLURM's cpus_per_task=1, not the machine's cores
+    assert all("in 1 worker(s), 1 torch thread(s) each" in p.read_text() for p in logs)
+
+
+def _stamps(store: Path) -> dict[Path, tuple]:
+    return {p: ((p / "meta.json").read_text(), (p / "meta.json").stat().st_ino, (p / "meta.json").stat().st_mtime_ns,
+                (p / "model.safetensors").stat().st_mtime_ns)
+            for k in ("original", "retrain", "unlearn") for p in entries(store, k)}
+
+
+def _wait_for(proc, store: Path, log: Path, at_least: int) -> None:
+    deadline = time.monotonic() + 300
+    while sum(len(entries(store, k)) for k in ("original", "retrain", "unlearn")) < at_least:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_kill_9_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, sliced_reference):
+    store = tmp_path / "store"
+    proc = sweep(tmp_path, *SLICED, "logger=none", name="killed", popen=True)
+    _wait_for(proc, store, tmp_path / "killed.log", 3)  # inside the first job's slice
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _stamps(store)
+    assert 3 <= len(before) < 9
+    sweep(tmp_path, *SLICED, "logger=none", name="rerun")
+    assert_complete(tmp_path, 4)
+    for p, stamp in before.items():
+        assert _stamps(store)[p] == stamp
+    rerun = computed(tmp_path / "rerun")
+    assert all(rerun[p.name] == 0 for p in before)  # fetched, not recomputed
+    assert sum(rerun.values()) == 9 - len(before)
+    assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(sliced_reference / "sweep"))
+
+
+@pytest.mark.slow
+def test_scancel_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, slurm_cluster, sliced_reference):  # noqa: F811
+    """SLURM jobs cancelled while they work through their slices (a preemption), then the same sweep again."""
+    store = tmp_path / "store"
+    proc = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="cancelled", popen=True)
+    _wait_for(proc, store, tmp_path / "cancelled.log", 2)  # past the original, inside the slices
+    slurm_cluster.cmd("scancel", f"--partition={slurm_cluster.partition}")
+    # The jobs are gone once squeue lists none (not even COMPLETING): their processes are dead and
+    # write nothing more. The launcher itself never learns of the cancel here (this test cluster has
+    # no accounting, so submitit's sacct poll says UNKNOWN forever) and would wait; stop it.
+    deadline = time.monotonic() + 60
+    while slurm_cluster.cmd("squeue", "-h", f"--partition={slurm_cluster.partition}").strip():
+        assert time.monotonic() < deadline, slurm_cluster.cmd("squeue", f"--partition={slurm_cluster.partition}")
+        time.sleep(0.2)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _stamps(store)
+    assert 2 <= len(before) < 9, "the cancel came after every cell had finished"
+    sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="rerun")
+    assert_complete(tmp_path, 4)
+    for p, stamp in before.items():
+        assert _stamps(store)[p] == stamp
+    rerun = computed(tmp_path / "rerun")
+    assert all(rerun[p.name] == 0 for p in before)
+    assert sum(rerun.values()) == 9 - len(before)
+    assert_same_audit(audit_results(tmp_path / "rerun"), audit_results(sliced_reference / "sweep"))
