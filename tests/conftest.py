@@ -139,3 +139,14 @@ def inprocess_error(out: Path, *overrides: str) -> BaseException:
             assert "\n" not in str(err), str(err)
             return err
     raise AssertionError(f"unlearnlab {' '.join(overrides)} did not fail")
+
+
+# The longest files (pytest --durations=0, summed per file: ~110, ~110, ~75, ~75 s here; the rest < 35 s).
+LONGEST_FILES = ("test_sweeps.py", "test_sweeps_slices.py", "test_study_e2e.py", "test_reliability.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The longest files first: pytest-xdist hands out whole files (--dist loadfile) in this order,
+    so they start at once instead of last, when one worker would finish alone."""
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
