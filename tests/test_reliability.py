@@ -33,7 +33,7 @@ from conftest import inprocess_error, unlearnlab_inprocess
 from unlearnlab.store import CorruptEntryError, Store, StoreWriteError
 
 REPO = Path(__file__).resolve().parents[1]
-BASE = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1 epoch, audit=[competition], logger=none
+BASE = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1-epoch recipe, audit=[competition], logger=none
 KINDS = ("original", "retrain", "unlearn")
 
 

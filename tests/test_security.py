@@ -22,7 +22,7 @@ from unlearnlab.errors import ConfigError, safe_name
 from unlearnlab.registry import check_targets, instantiate, target_problem
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1 epoch, audit=[competition], logger=none
+TINY = ["debug=tiny"]  # conf/debug/tiny.yaml: finetune, N = 2, 1-epoch recipe, audit=[competition], logger=none
 
 
 def cfg(*overrides: str, hydra: bool = True):
