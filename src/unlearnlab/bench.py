@@ -154,7 +154,7 @@ def synthetic_batches(n: int, batch_size: int, device: torch.device, seed: int =
 def plain_epoch(model: torch.nn.Module, batches, optim: OptimSettings, precision: str,
                 device: torch.device) -> float:
     """One epoch of a hand-written loop; returns its seconds (device synchronised)."""
-    built = optim.build(model.parameters(), len(batches))
+    built = optim.build(model.parameters(), len(batches), 1)
     opt, sched = (built["optimizer"], built["lr_scheduler"]["scheduler"]) if isinstance(built, dict) else (built, None)
     dtype = autocast_for(precision, device)
     scaler = torch.amp.GradScaler(device.type) if dtype is torch.float16 else None

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import get_class
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
 from unlearnlab.certified import fit_model_exact
@@ -120,12 +121,18 @@ class CellRunner:
 
 
 def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:
-    """The Trainer every fit of a cell runs under: conf/trainer/*.yaml plus this fit's epochs and logger."""
+    """The Trainer every fit of a cell runs under: conf/trainer/*.yaml plus this fit's epochs and
+    logger. With a logger (a per-cell CSV or W&B run), every fit also logs each optimiser's
+    learning rate once per epoch (Lightning's LearningRateMonitor): the schedule a cell actually
+    ran, not the one its config names."""
     flags = _plain(trainer_cfg)
 
     def make(max_epochs: int, phase: str = "train") -> L.Trainer:
         del phase  # methods log under their own phase prefix
-        return L.Trainer(**flags, max_epochs=max_epochs, logger=logger if logger is not None else False)
+        if logger is None:
+            return L.Trainer(**flags, max_epochs=max_epochs, logger=False)
+        monitor = LearningRateMonitor(logging_interval="epoch")
+        return L.Trainer(**flags, max_epochs=max_epochs, logger=logger, callbacks=[monitor])
 
     return make
 

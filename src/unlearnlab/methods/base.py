@@ -154,4 +154,4 @@ class UnlearningMethod(EpochMetrics):
         return {}
 
     def configure_optimizers(self):
-        return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches)
+        return self.optim.build_for(self.model.parameters(), self.trainer)

@@ -112,6 +112,6 @@ class GradReinit(Finetune):
 
     def configure_optimizers(self):
         o = self.optim
-        opt = OptimSettings(o.optimizer, o.lr, o.momentum, o.weight_decay, "none").build(self.model.parameters(), 1)
+        opt = OptimSettings(o.optimizer, o.lr, o.momentum, o.weight_decay, "none").build(self.model.parameters(), None, None)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(self.epochs))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -105,9 +105,9 @@ class KLUniformAdversarial(UnlearningMethod):
     def configure_optimizers(self):
         params = list(self.model.parameters())
         if self.phase == "uniform":
-            return OptimSettings("sgd", self.uniform_lr, self.optim.momentum, 0.0, "none").build(params, 1)
-        opt_forget = OptimSettings("sgd", self.forget_lr, self.optim.momentum, 0.0, "none").build(params, 1)
-        opt_retain = OptimSettings("sgd", self.optim.lr, self.optim.momentum, self.optim.weight_decay, "none").build(params, 1)
+            return OptimSettings("sgd", self.uniform_lr, self.optim.momentum, 0.0, "none").build(params, None, None)
+        opt_forget = OptimSettings("sgd", self.forget_lr, self.optim.momentum, 0.0, "none").build(params, None, None)
+        opt_retain = OptimSettings("sgd", self.optim.lr, self.optim.momentum, self.optim.weight_decay, "none").build(params, None, None)
         n_forget = min(-(-self.data.size("forget") // self.batch_size), -(-self.data.size("retain") // self.batch_size))
         steps = max(1, n_forget * self.epochs)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_forget, T_max=steps, eta_min=self.eta_min)

@@ -82,5 +82,5 @@ class ResetDistill(UnlearningMethod):
         params = self.model.parameters()
         o = self.optim
         if self.phase == "warmup":
-            return OptimSettings(o.optimizer, self.warmup_lr, o.momentum, o.weight_decay, "none").build(params, 1)
-        return o.build(params, self.trainer.estimated_stepping_batches, self.epochs)
+            return OptimSettings(o.optimizer, self.warmup_lr, o.momentum, o.weight_decay, "none").build(params, None, None)
+        return o.build_for(params, self.trainer)

@@ -110,4 +110,4 @@ class ResetNoise(Finetune):
         fine = self.epoch - (self.epochs - self.fine_epochs)
         lr = self.fine_lrs[fine] if fine >= 0 else o.lr
         params = [p for p in self.model.parameters() if p.requires_grad]
-        return OptimSettings(o.optimizer, lr, o.momentum, o.weight_decay, "none").build(params, 1)
+        return OptimSettings(o.optimizer, lr, o.momentum, o.weight_decay, "none").build(params, None, None)

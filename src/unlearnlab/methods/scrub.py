@@ -85,5 +85,5 @@ class Scrub(UnlearningMethod):
 
     def configure_optimizers(self):
         if self._optim is None:  # one optimizer (and schedule) across every phase's fit
-            self._optim = self.optim.build(self.model.parameters(), self.total_steps())
+            self._optim = self.optim.build(self.model.parameters(), self.total_steps(), None)  # per step only: one optimiser spans every phase's fit
         return self._optim

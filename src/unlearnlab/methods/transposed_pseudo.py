@@ -111,4 +111,4 @@ class TransposedPseudo(UnlearningMethod):
         return loss
 
     def configure_optimizers(self):
-        return self.optim.build(self.model.parameters(), self.trainer.estimated_stepping_batches, self.epochs)
+        return self.optim.build_for(self.model.parameters(), self.trainer)
