@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 from omegaconf import OmegaConf
 
 from unlearnlab.audits.base import ModelOutputs
-from unlearnlab.study import method_vs_method
+from unlearnlab.auditing import method_vs_method
 from unlearnlab.tables import pairwise_rows, pairwise_summary
 
 N, EXAMPLES, CLASSES = 8, 40, 10
@@ -27,14 +25,13 @@ def config(**extra):
                              "pairwise_skip": ["identity"], **extra})
 
 
-PLANNER = SimpleNamespace(reference_of=lambda name: "retrain")
 LABELS = np.zeros(EXAMPLES, dtype=int)
 
 
 def test_pairs_exclude_the_skipped_control_and_tell_a_shift_apart():
     rng = np.random.default_rng(0)
     methods = {"identity": outputs(rng, 9.0), "same": outputs(rng, 2.0), "shifted": outputs(rng, 6.0)}
-    pw = method_vs_method(config(), LABELS, outputs(rng, 2.0), methods, PLANNER)
+    pw = method_vs_method(config(), LABELS, outputs(rng, 2.0), methods, dict.fromkeys(methods, "retrain"))
     assert pw["methods"] == ["same", "shifted"]  # identity is skipped
     assert pw["p_adjusted"][0][1] < 0.05  # a 4-logit shift at N = 8 is told apart
     assert pw["groups"] == [["same"], ["shifted"]] or pw["groups"] == [["shifted"], ["same"]]
@@ -46,7 +43,7 @@ def test_pairs_exclude_the_skipped_control_and_tell_a_shift_apart():
 def test_too_many_methods_are_skipped_with_the_reason():
     rng = np.random.default_rng(1)
     methods = {f"m{i}": outputs(rng, 2.0) for i in range(4)}
-    pw = method_vs_method(config(pairwise_max_methods=3), LABELS, outputs(rng, 2.0), methods, PLANNER)
+    pw = method_vs_method(config(pairwise_max_methods=3), LABELS, outputs(rng, 2.0), methods, dict.fromkeys(methods, "retrain"))
     assert pw == {"skipped": "4 methods = 6 pairs; the tests run for at most pairwise_max_methods=3 methods"}
     results = {"n_models": N, "pairwise": pw}
     assert pairwise_rows(results) == []
@@ -57,4 +54,4 @@ def test_no_competition_audit_no_pairwise_tests():
     rng = np.random.default_rng(2)
     methods = {"a": outputs(rng, 2.0), "b": outputs(rng, 3.0)}
     assert method_vs_method(OmegaConf.create({"audit": {"lower_bound": {}}}), LABELS, outputs(rng, 2.0), methods,
-                            PLANNER) is None
+                            dict.fromkeys(methods, "retrain")) is None

@@ -40,7 +40,7 @@ CORE = (
            goal="max", headline=True),
 )
 ACCURACIES = ("retain/acc", "forget/acc", "test/acc")
-# The framework's verdict on a certified method (study.certificate_check), beside its cert/* metrics.
+# The framework's verdict on a certified method (auditing.certificate_check), beside its cert/* metrics.
 VERDICT = (
     Metric("cert/verdict", "the certificate against the audit's ε lower bound: 'violated' only when audit/eps_lb "
            "exceeds cert/epsilon; 'not testable at this N' when even audit/eps_lb_max cannot; else 'consistent' "

@@ -20,42 +20,25 @@ from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from unlearnlab.audits.base import AuditInput, ModelOutputs
-from unlearnlab.audits.competition import logit_scaled_confidence, pairwise_tests
-from unlearnlab.audits.lower_bound import certificate_verdict
+from unlearnlab.auditing import audit_methods
+from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
-from unlearnlab.metrics import ACCURACIES, Catalogue
 from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker
-from unlearnlab.plan import RETRAIN, Cell
-from unlearnlab.registry import instantiate
+from unlearnlab.plan import Cell
 from unlearnlab.report import write_report
 from unlearnlab.tables import print_results
 
 
 def stack_outputs(results: list[CellResult]) -> ModelOutputs:
-    """The cells' stored logits and metrics, stacked along a leading model axis."""
+    """The cells' stored logits and metrics, stacked along a leading model axis (every scalar
+    metric all the cells have: accuracies, cost, and what a method reports itself)."""
     stored = [r.outputs() for r in results]
     arr = lambda part: np.stack([o[part].numpy() for o in stored])  # noqa: E731
-    metrics = {
-        k: np.array([r.metrics[k] for r in results], dtype=float) for k in (*ACCURACIES, "val/acc", "cost/seconds")
-    }
+    common = set.intersection(*(set(r.metrics) for r in results))
+    keys = [k for k in results[0].metrics if k in common]
+    metrics = {k: np.array([r.metrics[k] for r in results], dtype=float) for k in keys}
     return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics)
-
-
-def _mean(results: list[CellResult], key: str) -> float:
-    return float(np.mean([r.metrics[key] for r in results]))
-
-
-def build_audits(cfg) -> dict[str, Any]:
-    """The study's audits (a non-empty list: checked at start-up)."""
-    return {name: instantiate(acfg, where=f"audit.{name}") for name, acfg in (cfg.audit or {}).items()}
-
-
-def catalogue(cfg, audits: dict[str, Any], methods) -> Catalogue:
-    """The metrics this study can report: its audits' and methods' declarations, plus core ones."""
-    classes = [get_class(m["_target_"]) for m in methods.values() if m.get("_target_")]
-    return Catalogue.of(audits.values(), classes)
 
 
 class Study:
@@ -100,97 +83,22 @@ class Study:
         return found  # type: ignore[return-value]
 
     def audit(self, done: dict[Cell, CellResult]) -> dict[str, Any]:
-        cfg, planner, n = self.cfg, self.planner, self.n
-        data = self.pipe.data
-        retrained = [done[planner.retrain(i)] for i in range(n)]
-        methods = {name: [done[planner.unlearn(name, i)] for i in range(n)] for name in planner.methods}
+        planner, n, data = self.planner, self.n, self.pipe.data
+        retrained = stack_outputs([done[planner.retrain(i)] for i in range(n)])
+        methods = {name: stack_outputs([done[planner.unlearn(name, i)] for i in range(n)]) for name in planner.methods}
         labels = {
             "forget": data.labels("forget").cpu().numpy(),
             "test": data.labels("test").cpu().numpy(),
             "retain": data.labels("retain_sample").cpu().numpy(),
         }
-        audits = build_audits(cfg)
-        metrics = catalogue(cfg, audits, planner.methods)
-        # a method may itself be called "retrain" (the control): references live apart from methods
-        outputs = {name: stack_outputs(cells) for name, cells in methods.items()}
-        reference = {RETRAIN: (retrained, stack_outputs(retrained))}
-        reference.update({name: (methods[name], outputs[name]) for name in methods if name != RETRAIN})
-        rows: dict[str, dict[str, float]] = {}
-        arrays: dict[str, dict[str, np.ndarray]] = {}
-        for name, unlearned in methods.items():
-            ref_cells, ref_outputs = reference[planner.reference_of(name)]
-            inp = AuditInput(labels=labels, retrain=ref_outputs, unlearn=outputs[name])
-            row = {k: _mean(unlearned, k) for k in ACCURACIES}
-            row["cost/seconds"] = _mean(unlearned, "cost/seconds")
-            row["cost/rte"] = _mean(ref_cells, "cost/seconds") / max(row["cost/seconds"], 1e-9)
-            arrays[name] = {}
-            for audit_name, audit in audits.items():
-                try:
-                    measured = audit(inp)
-                except ValueError as err:  # the cells stay stored; only this audit can't run
-                    raise ConfigError(f"audit {audit_name} on {name}: {err}") from None
-                for k, v in measured.items():
-                    if np.ndim(v) == 0:
-                        row[k] = float(v)
-                    else:
-                        arrays[name][k] = np.asarray(v)
-            for k in sorted(set(unlearned[0].metrics) - set(row) - {"val/acc"}):
-                row[k] = _mean(unlearned, k)  # what the method reports itself, e.g. cert/epsilon
-            rows[name] = row
-        for name, row in rows.items():
-            row.update(certificate_check(row, cfg, n))
-        present = {k for row in rows.values() for k in row}
-        ordered = [k for k in metrics.by_name if k in present] + sorted(present - set(metrics.by_name))
-        return {
-            "study": str(cfg.study_name),
-            "n_models": n,
-            "methods": rows,
-            "reference": {name: planner.reference_of(name) for name in rows},
-            "retrain": {k: _mean(retrained, k) for k in (*ACCURACIES, "cost/seconds")},
-            "metrics": {k: metrics.get(k).as_dict() for k in ordered},
-            "pairwise": method_vs_method(cfg, labels["forget"], reference[RETRAIN][1], outputs, planner),
-            "_arrays": arrays,
-        }
+        classes = [get_class(m["_target_"]) for m in planner.methods.values() if m.get("_target_")]
+        reference_of = {name: planner.reference_of(name) for name in planner.methods}
+        return audit_methods(self.cfg, labels, retrained, methods, reference_of, classes)
 
     def run(self, compute: bool = True) -> dict[str, Any]:
         cells = self.planner.cells()
         done = self.run_cells(cells) if compute else self.fetch_cells(cells)
         return self.audit(done)
-
-
-def method_vs_method(cfg, labels, retrained: ModelOutputs, outputs: dict[str, ModelOutputs], planner) -> dict | None:
-    """Which methods this N tells apart: permutation tests of F_A − F_B over every pair audited
-    against the retrained models (Holm-adjusted), and the groups no test separates."""
-    competition = (cfg.audit or {}).get("competition")
-    skip = set(cfg.get("pairwise_skip") or ())
-    names = [m for m in outputs if planner.reference_of(m) == RETRAIN and m not in skip]
-    if competition is None or int(competition.get("n_permutations", 0)) == 0 or len(names) < 2:
-        return None
-    if len(names) > int(cfg.get("pairwise_max_methods", 6)):
-        # Holm over k(k-1)/2 pairs needs ~k²/2α permutations per pair to reject at all
-        return {"skipped": f"{len(names)} methods = {len(names) * (len(names) - 1) // 2} pairs; the tests run "
-                           f"for at most pairwise_max_methods={cfg.get('pairwise_max_methods', 6)} methods"}
-    conf = {m: logit_scaled_confidence(outputs[m].forget, labels) for m in names}
-    alpha = 0.05
-    tests = pairwise_tests(logit_scaled_confidence(retrained.forget, labels), conf, seed=int(competition.seed),
-                           delta=float(competition.delta), alpha=alpha)
-    return {
-        "methods": list(tests.names), "F": tests.F.tolist(), "p_adjusted": tests.adjusted.tolist(),
-        "alpha": alpha, "n_permutations": int(tests.n_run.max()), "groups": [list(g) for g in tests.groups(alpha)],
-    }
-
-
-def certificate_check(row: dict[str, float], cfg, n: int) -> dict[str, Any]:
-    """A certified method's ε against the audit's lower bound: violated only when the bound
-    exceeds the certificate; not testable when no outcome at this N could exceed it."""
-    bound = (cfg.audit or {}).get("lower_bound")
-    if "cert/epsilon" not in row or "audit/eps_lb" not in row or bound is None:
-        return {}
-    verdict, needed = certificate_verdict(
-        row["audit/eps_lb"], row["audit/eps_lb_max"], row["cert/epsilon"], n,
-        delta=float(bound.delta), level=float(bound.level), rule_fraction=float(bound.rule_fraction),
-    )
-    return {"cert/verdict": verdict, **({"cert/n_needed": float(needed)} if needed is not None else {})}
 
 
 def run_study(cfg, compute: bool = True) -> float | None:
