@@ -238,11 +238,18 @@ def test_bad_input_says_what_to_fix():
 
 
 def test_certificate_verdicts():
-    assert certificate_verdict(0.9, 2.1, 0.5, 64) == ("violated", None)
-    assert certificate_verdict(0.3, 2.1, 0.5, 64) == ("consistent", None)
-    verdict, needed = certificate_verdict(0.0, max_epsilon_lower_bound(16), 1.0, 16)
-    assert verdict == "not testable at this N" and needed == models_needed(1.0) == 24
-    assert certificate_verdict(0.0, 0.54, math.inf, 16) == ("not testable at this N", None)
+    """The verdict, and beside every one the power against twice the certificate and the N for
+    80% of it (their numbers are checked independently in test_audit_power.py)."""
+    violated = certificate_verdict(0.9, 2.1, 0.5, 64)
+    assert violated.verdict == violated.label == "violated" and violated.n_needed == 240
+    consistent = certificate_verdict(0.3, 2.1, 0.5, 64)
+    assert consistent.verdict == "consistent" and 0 < consistent.power < 0.5
+    assert consistent.label == f"consistent (power {round(100 * consistent.power)}% against 2×)"
+    untestable = certificate_verdict(0.0, max_epsilon_lower_bound(16), 1.0, 16)
+    assert untestable.verdict == "not testable at this N" and untestable.power == 0.0
+    assert untestable.label == "not testable at this N (power 0 against 2×)"
+    assert models_needed(1.0) == 24 < untestable.n_needed == 89  # testable at all vs found 4 times in 5
+    assert certificate_verdict(0.0, 0.54, math.inf, 16)[:2] == ("not testable at this N",) * 2
 
 
 def test_lower_bound_audit_below_four_models_proves_nothing_and_says_so():

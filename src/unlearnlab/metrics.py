@@ -24,9 +24,14 @@ class Metric:
     goal: Goal = "none"  # W&B summary direction; "none" where the ideal is a reference value
     headline: bool = False  # also a column of the terminal's headline table
     array: bool = False  # a per-example array (report plots only), never a table column
+    error: str | None = None  # the metric holding this one's standard error: tables print only the digits it supports
+    follows: str | None = None  # a framework metric placed right after this one (e.g. a p-value's adjustment)
 
     def as_dict(self) -> dict[str, object]:
-        return {"help": self.help, "group": self.group, "goal": self.goal, "headline": self.headline}
+        out: dict[str, object] = {"help": self.help, "group": self.group, "goal": self.goal, "headline": self.headline}
+        if self.error:
+            out["error"] = self.error
+        return out
 
 
 # Every cell measures these; a method's row holds their mean over its N models.
@@ -44,9 +49,22 @@ ACCURACIES = ("retain/acc", "forget/acc", "test/acc")
 VERDICT = (
     Metric("cert/verdict", "the certificate against the audit's ε lower bound: 'violated' only when audit/eps_lb "
            "exceeds cert/epsilon; 'not testable at this N' when even audit/eps_lb_max cannot; else 'consistent' "
-           "(not contradicted, which does not prove it)", group="Certified removal"),
-    Metric("cert/n_needed", "models per side at which audit/eps_lb_max would exceed the certificate (when not "
-           "testable at this N)", group="Certified removal"),
+           "(not contradicted, which does not prove it), with the power it had against a true ε of twice the "
+           "certificate", group="Certified removal"),
+    Metric("cert/power", "the chance that this N's bound says 'violated' if the true ε were twice cert/epsilon, "
+           "for an auditor who knows the mechanism (each held-out model misclassified with probability "
+           "1/(1+e^ε), the pure-DP trade-off); the power behind a 'consistent'", group="Certified removal"),
+    Metric("cert/n_needed", "models per side at which cert/power reaches 80% (a violation of twice the "
+           "certificate found 4 times in 5)", group="Certified removal"),
+)
+# What the framework adds to the audits' rows (auditing.py): multiplicity and the originals' spread.
+FRAMEWORK = (
+    Metric("audit/p_value_holm", "audit/p_value Holm-adjusted over the table's non-control methods (config "
+           "`controls`): ≤ 0.05 tells a method apart from retraining with the family-wise error of the whole "
+           "table at 5%; its smallest value is (number of methods)/(K+1)", headline=True, follows="audit/p_value"),
+    Metric("audit/F_sd", "standard deviation of audit/F over the n_originals original models (the training "
+           "seed's share of F's uncertainty); audit/F is their mean", headline=True, follows="audit/F"),
+    Metric("audit/F_originals", "audit/F of each original model (n_originals > 1)", group="Originals"),
 )
 
 class Catalogue:
@@ -56,13 +74,17 @@ class Catalogue:
         self.by_name: dict[str, Metric] = {}
         for m in metrics:
             self.by_name.setdefault(m.name, m)
+        for m in [m for m in self.by_name.values() if m.follows in self.by_name]:
+            names = [n for n in self.by_name if n != m.name]
+            names.insert(names.index(m.follows) + 1, m.name)
+            self.by_name = {n: self.by_name[n] for n in names}
 
     @classmethod
     def of(cls, audits: Iterable[object] = (), methods: Iterable[type] = ()) -> "Catalogue":
         declared: list[Metric] = []
         for a in audits:
             declared += list(getattr(a, "metrics", ()))
-        declared += list(CORE) + list(VERDICT)
+        declared += list(CORE) + list(VERDICT) + list(FRAMEWORK)
         for m in methods:
             declared += list(getattr(m, "metrics", ()))
         return cls(declared)

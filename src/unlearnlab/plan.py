@@ -34,10 +34,11 @@ def plain(cfg) -> Any:
 class Cell:
     kind: str  # original | retrain | unlearn
     name: str  # "original", "retrain" or the method's name
-    index: int
+    index: int  # the model's index 0..N-1 (an original's: which original, 0..n_originals-1)
     seed: int
     spec: dict[str, Any] = field(hash=False, compare=False)
     upstream: Cell | None = field(default=None, hash=False, compare=False, repr=False)  # the original
+    origin: int = 0  # an unlearned cell: which original it starts from
 
     @property
     def key(self) -> str:
@@ -45,7 +46,9 @@ class Cell:
 
     @property
     def label(self) -> str:
-        return self.name if self.kind == "original" else f"{self.name}#{self.index}"
+        if self.kind == "original":
+            return self.name if self.index == 0 else f"{self.name}#{self.index}"
+        return f"{self.name}#{self.index}" + (f"@original{self.origin}" if self.origin else "")
 
     @property
     def method_config(self) -> dict[str, Any]:
@@ -69,6 +72,19 @@ def selected_methods(cfg: DictConfig) -> dict[str, DictConfig]:
     return chosen
 
 
+def n_originals(cfg: DictConfig) -> int:
+    """How many original models the study trains (`n_originals`, default 1): the training-seed
+    level of the three levels of seeds (training, unlearning, evaluation)."""
+    value = cfg.get("n_originals", 1)
+    try:
+        k = int(value)
+    except (TypeError, ValueError):
+        k = 0
+    if k < 1 or str(k) != str(value).strip():
+        raise ConfigError(f"n_originals={value!r} must be an integer ≥ 1 (the original models to train), e.g. n_originals=3")
+    return k
+
+
 class Planner:
     """Cells and keys of one study. `data_id` is the fingerprint of the loaded data, so a key
     covers the content every cell reads, never only where it was read from."""
@@ -82,36 +98,43 @@ class Planner:
         }
         self._split = {k: v for k, v in plain(cfg.split).items() if k != "path"}
         self.methods = selected_methods(cfg)
-        self._original: Cell | None = None
+        self.n_originals = n_originals(cfg)
+        self._originals: dict[int, Cell] = {}
 
-    def original(self) -> Cell:
-        if self._original is None:
-            seed = derive_seed(self.cfg.seed, "original")
+    def original(self, j: int = 0) -> Cell:
+        """Original model j. Original 0 is the study's one original (its seed, key and label are
+        those of a study before n_originals existed), the others draw their own training seeds."""
+        if j not in self._originals:
+            seed = derive_seed(self.cfg.seed, "original", *((j,) if j else ()))
             spec = {"kind": "original", **self._common, "recipe": plain(self.cfg.recipe), "seed": seed}
-            self._original = Cell("original", "original", 0, seed, spec)
-        return self._original
+            self._originals[j] = Cell("original", "original", j, seed, spec)
+        return self._originals[j]
 
     def retrain(self, i: int) -> Cell:
         seed = derive_seed(self.cfg.seed, "retrain", i)
         spec = {"kind": "retrain", **self._common, "split": self._split, "recipe": plain(self.cfg.recipe), "seed": seed}
         return Cell("retrain", "retrain", i, seed, spec)
 
-    def unlearn(self, name: str, i: int) -> Cell:
+    def unlearn(self, name: str, i: int, j: int = 0) -> Cell:
+        """Method NAME's i-th unlearned model of original j (j = 0: the seed and key a study had
+        before n_originals existed)."""
         method = {k: v for k, v in plain(self.methods[name]).items() if k != "reference"}
-        seed = derive_seed(self.cfg.seed, "unlearn", name, i)
-        original = self.original()
+        seed = derive_seed(self.cfg.seed, "unlearn", name, i, *(("original", j) if j else ()))
+        original = self.original(j)
         spec = {
             "kind": "unlearn", **self._common, "split": self._split, "method": method,
             "original": original.key, "seed": seed,
         }
-        return Cell("unlearn", name, i, seed, spec, upstream=original)
+        return Cell("unlearn", name, i, seed, spec, upstream=original, origin=j)
 
     def reference_of(self, name: str) -> str:
         """The cells method NAME is audited against: "retrain", or another method's name."""
         return str(self.methods[name].get("reference") or RETRAIN)
 
     def cells(self, indices: list[int] | None = None) -> list[Cell]:
-        """Original first, then retrained, then each method's cells, for these indices."""
+        """The originals first, then retrained, then each method's cells per original, for these
+        indices (a sweep job's slice holds every original's cells of its indices)."""
         indices = list(range(int(self.cfg.n_models))) if indices is None else indices
-        cells = [self.original()] + [self.retrain(i) for i in indices]
-        return cells + [self.unlearn(name, i) for name in self.methods for i in indices]
+        originals = range(self.n_originals)
+        cells = [self.original(j) for j in originals] + [self.retrain(i) for i in indices]
+        return cells + [self.unlearn(name, i, j) for name in self.methods for j in originals for i in indices]

@@ -20,25 +20,46 @@ from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from unlearnlab.auditing import audit_methods
+from unlearnlab.auditing import audit_methods, audit_originals
 from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
+from unlearnlab.models import build_model
 from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker
 from unlearnlab.plan import Cell
 from unlearnlab.report import write_report
 from unlearnlab.tables import print_results
 
 
-def stack_outputs(results: list[CellResult]) -> ModelOutputs:
+def stack_outputs(results: list[CellResult], weights: list[str] | None = None) -> ModelOutputs:
     """The cells' stored logits and metrics, stacked along a leading model axis (every scalar
-    metric all the cells have: accuracies, cost, and what a method reports itself)."""
+    metric all the cells have: accuracies, cost, and what a method reports itself), and, when
+    WEIGHTS names state-dict entries, those entries of every cell flattened into one row each."""
     stored = [r.outputs() for r in results]
     arr = lambda part: np.stack([o[part].numpy() for o in stored])  # noqa: E731
     common = set.intersection(*(set(r.metrics) for r in results))
     keys = [k for k in results[0].metrics if k in common]
     metrics = {k: np.array([r.metrics[k] for r in results], dtype=float) for k in keys}
-    return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics)
+    flat = None
+    if weights:
+        states = [r.entry.state_dict() for r in results]
+        flat = np.stack([np.concatenate([s[k].double().numpy().ravel() for k in weights]) for s in states])
+    return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics,
+                        weights=flat)
+
+
+def released_weights(cfg, input_shape: tuple[int, int, int], num_classes: int) -> list[str] | None:
+    """The state-dict entries the audits receive as ModelOutputs.weights: the model's parameters
+    (not its buffers: newton's loss perturbation b is the mechanism's secret noise, not a released
+    weight), when the lower_bound audit tests weights and the model has at most its
+    `weights_max_params` of them (logistic regression, not a net); else None."""
+    bound = (cfg.audit or {}).get("lower_bound")
+    if bound is None or "weights" not in list(bound.get("statistics") or ()):
+        return None
+    params = dict(build_model(cfg.model, input_shape, num_classes).named_parameters())
+    if sum(p.numel() for p in params.values()) > int(bound.get("weights_max_params", 0)):
+        return None
+    return list(params)
 
 
 class Study:
@@ -83,9 +104,16 @@ class Study:
         return found  # type: ignore[return-value]
 
     def audit(self, done: dict[Cell, CellResult]) -> dict[str, Any]:
+        """Every method against its reference, per original: the retrained models are shared (they
+        never see an original), each original has its own N unlearned models per method."""
         planner, n, data = self.planner, self.n, self.pipe.data
-        retrained = stack_outputs([done[planner.retrain(i)] for i in range(n)])
-        methods = {name: stack_outputs([done[planner.unlearn(name, i)] for i in range(n)]) for name in planner.methods}
+        weights = released_weights(self.cfg, data.input_shape, data.num_classes)
+        retrained = stack_outputs([done[planner.retrain(i)] for i in range(n)], weights)
+        per_original = [
+            {name: stack_outputs([done[planner.unlearn(name, i, j)] for i in range(n)], weights)
+             for name in planner.methods}
+            for j in range(planner.n_originals)
+        ]
         labels = {
             "forget": data.labels("forget").cpu().numpy(),
             "test": data.labels("test").cpu().numpy(),
@@ -93,7 +121,9 @@ class Study:
         }
         classes = [get_class(m["_target_"]) for m in planner.methods.values() if m.get("_target_")]
         reference_of = {name: planner.reference_of(name) for name in planner.methods}
-        return audit_methods(self.cfg, labels, retrained, methods, reference_of, classes)
+        if len(per_original) == 1:
+            return audit_methods(self.cfg, labels, retrained, per_original[0], reference_of, classes)
+        return audit_originals(self.cfg, labels, retrained, per_original, reference_of, classes)
 
     def run(self, compute: bool = True) -> dict[str, Any]:
         cells = self.planner.cells()

@@ -24,7 +24,20 @@ def fmt(v: Any) -> str:
         if not np.isfinite(v):
             return str(v)
         return f"{v:.3g}" if abs(v) >= 1000 or (v != 0 and abs(v) < 1e-3) else f"{v:.4f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(fmt(float(x)) if isinstance(x, (int, float)) else fmt(x) for x in v)
     return str(v)
+
+
+def fmt_with_error(v: Any, error: Any) -> str:
+    """v to the decimal of its standard error's first significant digit (at most 4 decimals): a
+    band from 49 relabellings prints as 0.14, not 0.1413."""
+    if not isinstance(v, (int, float)) or not isinstance(error, (int, float)) or not np.isfinite(v):
+        return fmt(v)
+    if not np.isfinite(error) or error <= 0:
+        return fmt(v)
+    decimals = int(np.clip(-np.floor(np.log10(error)), 0, 4))
+    return f"{v:.{decimals}f}"
 
 
 def grouped_rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]]]]:
@@ -35,12 +48,19 @@ def grouped_rows(results: dict[str, Any]) -> list[tuple[str, list[dict[str, Any]
     present = [k for row in methods.values() for k in row]
     tables = []
     for title, columns in catalogue.groups(present):
-        rows = [{"method": name, **{c: row.get(c) for c in columns}} for name, row in methods.items()]
+        rows = [{"method": name, **{c: _shown(catalogue, c, row) for c in columns}} for name, row in methods.items()]
         reference = results.get("retrain", {})
         if any(c in reference for c in columns):
             rows.append({"method": REFERENCE_ROW, **{c: reference.get(c) for c in columns}})
         tables.append((title, rows))
     return tables
+
+
+def _shown(catalogue: Catalogue, column: str, row: dict[str, Any]) -> Any:
+    """The row's value, as text with only the digits its declared standard error supports."""
+    error = catalogue.get(column).error
+    value = row.get(column)
+    return fmt_with_error(value, row.get(error)) if error and value is not None and error in row else value
 
 
 def rich_table(title: str, rows: list[dict[str, Any]]) -> Table:

@@ -21,13 +21,17 @@ class ModelOutputs:
     Shapes: forget (n_models, n_forget, C), test (n_models, n_test, C),
     retain (n_models, n_retain_sample, C) where the retain sample is a fixed subsample of the
     retain set of size min(|retain|, |test|). metrics maps a metric name ("retain/acc",
-    "forget/acc", "test/acc", "cost/seconds") to an (n_models,) array.
+    "forget/acc", "test/acc", "cost/seconds") to an (n_models,) array. weights, optional:
+    (n_models, n_params) released weights, flattened — only small models carry them (the study
+    fills them for models with few parameters; logits from elsewhere have none), for the audits
+    that test the weights themselves (lower_bound's `weights` statistic).
     """
 
     forget: np.ndarray
     test: np.ndarray
     retain: np.ndarray
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
+    weights: np.ndarray | None = None
 
     @property
     def n_models(self) -> int:
@@ -63,7 +67,7 @@ class PerModelAudit:
     models under its first metric, and over the retrained ones, the reference, under the second
     (declared together with `with_reference`)."""
 
-    metrics: ClassVar[tuple[Metric, Metric]]
+    metrics: ClassVar[tuple[Metric, ...]]  # the value and its reference first (with_reference), then any more
 
     def per_model(self, outputs: ModelOutputs, labels: dict[str, np.ndarray]) -> Iterable[float]:
         """One score per model of `outputs`."""
@@ -73,5 +77,5 @@ class PerModelAudit:
         return float(np.mean(list(self.per_model(outputs, labels))))
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
-        value, reference = self.metrics
+        value, reference = self.metrics[:2]
         return {value.name: self.mean(inp.unlearn, inp.labels), reference.name: self.mean(inp.retrain, inp.labels)}

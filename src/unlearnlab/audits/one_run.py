@@ -48,6 +48,15 @@ def max_eps_lower_bound(r: int, p_value: float = 0.05) -> float:
     return eps_lower_bound(r, r, p_value)
 
 
+def models_for_a_bound(guess_fraction: float = 0.5, p_value: float = 0.05) -> int:
+    """The smallest n_models per side whose guesses can prove some ε > 0 (all of them right):
+    targets are the n − n//2 models per side that are not shadows (ulira.split_halves)."""
+    n = 4
+    while max_eps_lower_bound(max(1, round(guess_fraction * 2 * (n - n // 2))), p_value) == 0.0:
+        n += 1
+    return n
+
+
 def one_run_audit(
     retrain_conf: np.ndarray,
     unlearn_conf: np.ndarray,
@@ -109,8 +118,9 @@ class OneRunAudit:
     def __call__(self, inp: AuditInput) -> dict[str, Any]:
         out = one_run_audit(*forget_confidences(inp), **asdict(self))
         if out["eps_max"] == 0.0:
-            log.warning("one_run: %d guesses can prove no ε > 0 even if all are right (vacuous); "
-                        "raise n_models (5 guesses need n_models ≥ 10 at guess_fraction 0.5)", out["guesses"])
+            log.warning("one_run: %d guesses can prove no ε > 0 even if all are right (vacuous); raise n_models "
+                        "(≥ %d at guess_fraction %g)", out["guesses"],
+                        models_for_a_bound(self.guess_fraction, self.p_value), self.guess_fraction)
         return {
             "audit/eps_lower_bound": float(out["eps_lower_bound"]),
             "audit/one_run_eps_max": float(out["eps_max"]),
