@@ -221,7 +221,7 @@ def tiny_input(memorised: float) -> AuditInput:
 @pytest.mark.parametrize(
     "audit, keys",
     [
-        (KitMIAAudit(), {"audit/mia_acc", "audit/mia_acc_retrain"}),
+        (KitMIAAudit(), {"audit/mia_acc", "audit/mia_acc_retrain", "audit/mia_chance"}),
         (SVCMIAAudit(), {"audit/mia_efficacy", "audit/mia_efficacy_retrain"}),
         (ULiRAAudit(), {"audit/ulira_acc", "audit/ulira_auc", "audit/ulira_tpr@1%",
                         "audit/ulira_tpr@0.1%"}),
