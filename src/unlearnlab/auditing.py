@@ -85,11 +85,11 @@ def holm_rows(cfg, rows: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 def audit_methods(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs, methods: dict[str, ModelOutputs],
                   reference_of: dict[str, str], method_classes: Iterable[type] = (),
-                  multiplicity: int = 1) -> dict[str, Any]:
+                  multiplicity: int = 1, pairwise: bool = True) -> dict[str, Any]:
     """Audit every method's outputs against its reference (`reference_of[name]`: RETRAIN, the
     retrained models, or another method's name) with the config's audits; the results dict.
     MULTIPLICITY: how many p-values of each method will be combined (the originals), for the K
-    that lets Holm reject."""
+    that lets Holm reject; PAIRWISE: run the method-vs-method tests."""
     n = retrained.n_models
     audits = build_audits(cfg, len(holm_family(cfg, methods)) * multiplicity)
     metrics = Catalogue.of(audits.values(), method_classes)
@@ -133,7 +133,7 @@ def audit_methods(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs, m
         "reference": dict(reference_of),
         "retrain": {k: mean_metric(retrained, k) for k in (*ACCURACIES, "cost/seconds") if k in retrained.metrics},
         "metrics": {k: metrics.get(k).as_dict() for k in ordered},
-        "pairwise": method_vs_method(cfg, labels["forget"], retrained, methods, reference_of),
+        "pairwise": method_vs_method(cfg, labels["forget"], retrained, methods, reference_of) if pairwise else None,
         **({"holm": holm_record} if holm_record else {}),
         "_arrays": arrays,
     }
@@ -158,8 +158,8 @@ def audit_originals(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs,
     bound combined as COMBINED says, everything else the mean over originals. Certificates,
     Holm and the method-vs-method tests (on original 0) follow from the combined rows."""
     k = len(per_original)
-    runs = [audit_methods(cfg, labels, retrained, methods, reference_of, method_classes, multiplicity=k)
-            for methods in per_original]
+    runs = [audit_methods(cfg, labels, retrained, methods, reference_of, method_classes, multiplicity=k,
+                          pairwise=j == 0) for j, methods in enumerate(per_original)]
     first = runs[0]
     n = int(first["n_models"])
     rows: dict[str, dict[str, Any]] = {}

@@ -160,13 +160,14 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
         sweep_index = f"index='range(0,{n},{k})'"
     else:
         sweep_index = "index=" + ",".join(map(str, job_starts))
+    originals = planner.n_originals
     return {
         "study": str(cfg.study_name), "n_models": n, "methods": methods,
-        "cells": {"original": 1, "retrain": n, "unlearn": n * len(methods), "total": len(cells)},
+        "cells": {"original": originals, "retrain": n, "unlearn": n * originals * len(methods), "total": len(cells)},
         "in_store": len(cells) - len(missing), "to_compute": len(missing),
         "jobs": len(slices), "cells_per_job": k, "workers_per_device": workers,
         "job_index": sweep_index, "suggested": suggested,
-        "largest_job_cells": max(1 + len(s) * (1 + len(methods)) for s in slices),
+        "largest_job_cells": max(originals + len(s) * (1 + originals * len(methods)) for s in slices),
         "uncovered": [i for i in range(n) if i not in set(covered)],
         "uncovered_text": index_ranges([i for i in range(n) if i not in set(covered)]),
         "device": device_kind(cfg), "seconds": seconds,
@@ -183,7 +184,7 @@ def print_plan(plan: dict[str, Any]) -> None:
     how = "suggested: " if plan["suggested"] else ""
     print(f"  jobs: {plan['jobs']} ({how}{plan['job_index']} cells_per_job={plan['cells_per_job']}, "
           f"workers_per_device={plan['workers_per_device']}); the largest job holds "
-          f"{plan['largest_job_cells']} cells (the original is computed once and fetched by the others)")
+          f"{plan['largest_job_cells']} cells (each original is computed once and fetched by the others)")
     if plan["uncovered"]:
         print(f"  warning: no job computes index {plan['uncovered_text']}: the audit will refuse until they are "
               f"computed (use cells_per_job ≥ the index step)")

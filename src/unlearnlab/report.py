@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab import plots
 from unlearnlab.metrics import Catalogue
-from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows, pairwise_rows, pairwise_summary
+from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows, holm_summary, pairwise_rows, pairwise_summary
 
 PLOTS_DIR = "plots"
 
@@ -202,6 +202,13 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
     doc.add("h1", f"unlearnlab study `{results['study']}`")
     intro = (f"N = {results['n_models']} retrained models, and N unlearned models per method; every number "
              f"is a mean over the N models. Methods: {', '.join(f'`{m}`' for m in methods)}.")
+    if (k := results.get("n_originals", 1)) > 1:
+        intro += (f" {k} original models (training seeds), each with its own N unlearned models per method, "
+                  "audited against the same retrained models: audit/F is the mean of the per-original F values "
+                  "(audit/F_originals; their spread: audit/F_sd), audit/p_value combines the per-original tests "
+                  f"(Bonferroni: {k} × the smallest), audit/eps_lb is the smallest per-original bound (valid for "
+                  "each original's ε), the null band is the mean of the per-original bands' ends, and every other "
+                  "number is the mean over originals.")
     if audits:
         intro += f" Audits: {', '.join(f'`{a}`' for a in audits)}."
     if plots.CONTROL in methods:
@@ -216,6 +223,8 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         legend = [f"`{c}`: {catalogue.help(c)}" for c in table[0] if c != "method" and catalogue.help(c)]
         if legend:
             doc.add("list", legend)
+    if multiplicity := holm_summary(results):
+        doc.add("p", multiplicity)
     if matrix := pairwise_rows(results):
         doc.add("h2", "Which methods differ")
         doc.add("p", pairwise_summary(results))

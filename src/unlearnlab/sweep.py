@@ -2,8 +2,8 @@
 
 `unlearnlab -m task=cell method=identity,retrain,finetune n_models=64 cells_per_job=8
 'index=range(0,64,8)'` runs one job per (method, slice): the job with index=i computes (or
-fetches) the original model, retrained cells i .. i+7 and the method's unlearned cells
-i .. i+7, clipped to n_models. A job pays Python start-up, data loading and
+fetches) the original model(s), retrained cells i .. i+7 and the method's unlearned cells
+i .. i+7 of every original (`n_originals`), clipped to n_models. A job pays Python start-up, data loading and
 fetching the original once for its whole slice (seconds, against a fast-net cell's 2–3 s on a
 GPU). `workers_per_device=W` runs the slice in W processes sharing the job's device
 (workers.py). Every cell is computed under a per-cell file lock in the store, so however many
@@ -58,8 +58,8 @@ def job_indices(cfg: DictConfig) -> list[int]:
 
 
 def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
-    """Compute (or fetch) the cells of one sweep job: the original, then for each of its indices
-    the retrained cell and each method's unlearned cell.
+    """Compute (or fetch) the cells of one sweep job: the original(s), then for each of its indices
+    the retrained cell and each method's unlearned cell of every original.
 
     Writes cells.json (one record per cell: label, kind, key, cached, seconds, pid) to the
     job's output dir and returns that list.
@@ -121,16 +121,18 @@ def explain_missing(store, planner, cells) -> str | None:
             lines.append(f"{head}; the store has no {label} cells at all")
             continue
         by_index = {m.get("index"): m for m in same}
+        # with n_originals > 1 several stored cells share an index: prefer the one from the same original
+        by_origin = {(m.get("index"), m.get("spec", {}).get("original")): m for m in same}
         counted: dict[str, tuple[Any, Any]] = {}
         for c in group:
-            other = by_index.get(c.index)
+            other = by_origin.get((c.index, c.spec.get("original"))) or by_index.get(c.index)
             if other is None:
                 continue
             diff = _differences(c.spec, other.get("spec", {}))
             if "original" in diff and "original" in stored:
                 theirs = next((m for m in stored["original"] if m.get("key") == other["spec"].get("original")), None)
                 if theirs is not None:
-                    mine = planner.original().spec
+                    mine = (c.upstream or planner.original()).spec
                     for k, v in _differences(mine, theirs.get("spec", {})).items():
                         if k != "seed" or "seed" not in diff:
                             diff[f"original.{k}"] = v

@@ -90,14 +90,33 @@ def pairwise_summary(results: dict[str, Any]) -> str | None:
         return None
     if "skipped" in pw:
         return f"Method-vs-method tests skipped: {pw['skipped']}."
+    on = f", original 0 of {results['n_originals']}" if "original" in pw and results.get("n_originals") else ""
     how = (f"at N = {results['n_models']} (permutation tests of F_A − F_B, Holm-adjusted, family-wise "
-           f"α = {pw['alpha']})")
+           f"α = {pw['alpha']}{on})")
     together = [g for g in pw["groups"] if len(g) > 1]
     if not together:
         return f"Every pair of {', '.join(pw['methods'])} is told apart {how}."
     groups = "; ".join("{" + ", ".join(g) + "}" for g in together)
     return (f"Not told apart {how}: {groups}. Every pair not inside one of these groups is told apart; "
             "not told apart means this N cannot separate them, not that they are equal.")
+
+
+def holm_summary(results: dict[str, Any]) -> str | None:
+    """One sentence: which methods the table tells apart from retraining at family-wise α (Holm
+    over its non-control methods), and what the permutations allowed."""
+    holm = results.get("holm")
+    if not holm:
+        return None
+    family, rejected = holm["methods"], holm["rejected"]
+    rows = results["methods"]
+    best = min(rows[m]["audit/p_value_holm"] for m in family)
+    head = (f"Against retraining, family-wise α = {holm['alpha']} over the {len(family)} non-control "
+            f"method{'s' if len(family) > 1 else ''} (Holm): ")
+    if not rejected:
+        return head + f"none is told apart (smallest adjusted p = {best:.3g})."
+    rest = [m for m in family if m not in rejected]
+    told = f"told apart: {', '.join(rejected)}"
+    return head + told + (f"; not told apart: {', '.join(rest)}." if rest else " (every one).")
 
 
 def print_results(console: Console, results: dict[str, Any]) -> None:
@@ -107,5 +126,7 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
         if title == HEADLINE:
             title = f"{results['study']}  (N = {results['n_models']} models per method)"
         console.print(rich_table(title, rows))
+    if summary := holm_summary(results):
+        console.print(summary)
     if summary := pairwise_summary(results):
         console.print(summary)

@@ -55,13 +55,14 @@ def run_cell(runner, cell) -> dict[str, Any]:
     state = "cached" if result.cached else "computed"
     print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s) [pid {os.getpid()}]", flush=True)
     return {"label": cell.label, "kind": cell.kind, "name": cell.name, "index": cell.index,
+            **({"origin": cell.origin} if cell.origin else {}),  # n_originals > 1: which original
             "key": cell.key, "cached": result.cached, "seconds": seconds, "pid": os.getpid()}
 
 
 def run_cells(pipe, indices: list[int], workers: int, threads: int) -> list[dict[str, Any]]:
     """Every planned cell for INDICES, in this process (workers=1) or in W spawned workers.
 
-    With workers, this process computes the original (every unlearned cell starts from it)
+    With workers, this process computes the original(s) (every unlearned cell starts from one)
     while the workers start up, then waits; records come back in planned order.
     """
     cells = pipe.planner.cells(indices)
