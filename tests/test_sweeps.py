@@ -79,21 +79,45 @@ def test_optuna_preset_composes():
     assert list(cfg.methods) == ["identity", "retrain", "finetune"] and cfg.objective == "finetune"
     assert cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"methods.finetune.lr", "methods.finetune.epochs"}
+    assert cfg.hydra.callbacks.reaudit._target_ == "unlearnlab.sweep.ReauditCallback"  # beside audit and plan
+    assert {"audit", "plan"} <= set(cfg.hydra.callbacks)
+
+
+def test_reaudit_overrides_set_the_winner_on_fresh_seeds():
+    from unlearnlab.sweep import reaudit_overrides
+
+    got = reaudit_overrides(["hparams_search=optuna_finetune", "n_models=8", "methods.finetune.lr=interval(0.01,0.1)",
+                             "seed=3"], {"methods.finetune.lr": 0.05, "methods.finetune.epochs": 4}, 1003)
+    assert got == ["task=study", "hparams_search=optuna_finetune", "n_models=8", "methods.finetune.lr=0.05",
+                   "methods.finetune.epochs=4", "seed=1003"]
 
 
 @pytest.mark.slow
 def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
-    """Two real trials: Optuna's best value is the best trial's results[finetune][audit/score]."""
+    """Two real trials: Optuna's best value is the best trial's results[finetune][audit/score]; then
+    the winner is re-audited on fresh cells (another study seed: another original, other retrained
+    and unlearned models), and that re-audit is the labelled number to cite."""
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='optional extra: pip install -e ".[optuna]"')
     import yaml
+    from sweep_runs import entries
 
-    sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "debug=tiny",
-          "audit.competition.n_permutations=9")
-    scores = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text())["methods"]["finetune"]["audit/score"]
-              for i in range(2)]
+    r = sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "debug=tiny",
+              "audit.competition.n_permutations=9")
+    trials = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(2)]
+    scores = [t["methods"]["finetune"]["audit/score"] for t in trials]
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(scores))
     assert 0.001 <= best["best_params"]["methods.finetune.lr"] <= 0.3
+    # the re-audit: the best params, seed 0 + 1000, cells no trial computed
+    reaudit = json.loads((tmp_path / "sweep" / "reaudit" / "results.json").read_text())
+    selection = json.loads((tmp_path / "sweep" / "reaudit" / "selection.json").read_text())
+    assert selection["best_params"] == best["best_params"] and (selection["search_seed"], selection["seed"]) == (0, 1000)
+    assert selection["search_value"] == pytest.approx(best["best_value"])
+    assert selection["value"] == reaudit["methods"]["finetune"]["audit/score"] == reaudit["selection"]["value"]
+    assert len(entries(tmp_path / "store", "original")) == 2  # the trials' original and the re-audit's
+    assert len(entries(tmp_path / "store", "retrain")) == 2 * 2  # N = 2 each: none shared with the trials
+    report = (tmp_path / "sweep" / "reaudit" / "report.md").read_text()
+    assert "the number to cite" in report and "biased up" in report and "the number to cite" in r.stdout
 
 
 def test_audit_overrides_one_audit_per_sweep_combination():

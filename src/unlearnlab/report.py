@@ -22,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab import plots
 from unlearnlab.metrics import Catalogue
-from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows, holm_summary, pairwise_rows, pairwise_summary
+from unlearnlab.tables import (
+    REFERENCE_ROW, fmt, grouped_rows, holm_summary, pairwise_rows, pairwise_summary, selection_summary,
+)
 
 PLOTS_DIR = "plots"
 
@@ -215,6 +217,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         intro += (f" `{plots.CONTROL}` is the control: retrained models audited against the reference ones, "
                   "the best any method can look.")
     doc.add("p", intro)
+    if chosen := selection_summary(results):
+        doc.add("h2", "A search's winner, re-audited")
+        doc.add("p", chosen)
     doc.add("h2", "Results")
     catalogue = Catalogue.from_results(results)
     for title, table in grouped_rows(results):

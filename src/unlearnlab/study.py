@@ -131,14 +131,19 @@ class Study:
         return self.audit(done)
 
 
-def run_study(cfg, compute: bool = True) -> float | None:
+def run_study(cfg, compute: bool = True, selection: dict[str, Any] | None = None) -> float | None:
     """task=study (and, with compute=False, task=audit): run or fetch the cells, audit them, print
     the tables, write results.json and the report, log to W&B. Returns the `objective` method's
-    audit/score (what a hyperparameter search maximises), or None."""
+    audit/score (what a hyperparameter search maximises), or None. SELECTION: when this study
+    re-audits a search's winner on fresh cells, what was selected and how (sweep.ReauditCallback);
+    results, tables and report then label its score as the number to cite."""
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
     torch.set_num_threads(threads_per_worker(1))  # the cores this job owns (SLURM, joblib), not the machine's
     pipe = open_pipeline(cfg)
     results = Study(pipe, console).run(compute=compute)
+    if selection is not None:
+        objective = selection["objective"]
+        results["selection"] = {**selection, "value": results["methods"][objective].get(selection["metric"])}
     path = write_results(results, pipe.output_dir)
     print_results(console, results)
     report = write_report(results, cfg, pipe.output_dir)

@@ -299,6 +299,78 @@ class AuditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             sys.exit(2)
 
 
+# -- a hyperparameter search's winner, re-audited on fresh cells ------------------------------------
+def reaudit_overrides(task_overrides: list[str], best_params: dict[str, Any], seed: int) -> list[str]:
+    """The study that re-audits a search's winner: the search's own overrides with its swept keys
+    set to the best values, on fresh cells — another study seed, so another original, other
+    retrained models and other unlearned models than any trial saw."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    swept = set(best_params) | {"seed", "task"}
+    kept = [o.input_line for o in parsed if o.get_key_element().lstrip("+~") not in swept and o.input_line]
+    return ["task=study", *kept, *(f"{k}={v}" for k, v in best_params.items()), f"seed={seed}"]
+
+
+class ReauditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
+    """`on_multirun_end` of a hyperparameter search (Hydra's Optuna sweeper, which writes
+    SWEEP_DIR/optimization_results.yaml): re-audit the best trial's settings on fresh cells.
+
+    Why: every trial is scored against the same retrained models, and the search keeps the trial
+    that scored best against them, so the winner's score is biased up (its p-value toward
+    "indistinguishable") by the selection itself. A study with another seed — another original,
+    other retrained and unlearned models — is independent of that choice: its score is the number
+    to cite. Output: SWEEP_DIR/reaudit/ (results.json with a `selection` record, report) and
+    SWEEP_DIR/reaudit/selection.json. Does nothing for sweeps that wrote no optimization results.
+    """
+
+    def __init__(self, enabled: bool = True, seed_offset: int = 1000) -> None:
+        self.enabled, self.seed_offset = enabled, int(seed_offset)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        import yaml
+
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        found = sweep_dir / "optimization_results.yaml"
+        if not self.enabled or not found.is_file():
+            return
+        best = yaml.safe_load(found.read_text())
+        objective = config.get("objective")
+        if "best_params" not in best or objective is None:
+            print("reaudit: no single best trial or no `objective` method: nothing to re-audit", flush=True)
+            return
+        seed = int(config.seed) + self.seed_offset
+        overrides = reaudit_overrides([str(o) for o in config.hydra.overrides.task], best["best_params"], seed)
+        selection = {
+            "objective": str(objective), "metric": "audit/score", "best_params": best["best_params"],
+            "search_value": best.get("best_value"), "search_seed": int(config.seed), "seed": seed,
+        }
+        out = sweep_dir / "reaudit"
+        print(f"\nreaudit: unlearnlab {' '.join(overrides)}  ->  {out}", flush=True)
+        config_name = kwargs.get("config_name") or config.hydra.job.config_name
+        try:
+            value = run_study_composed(config_name, overrides, out, selection)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
+        selection["value"] = value
+        (out / "selection.json").write_text(json.dumps(selection, indent=2, default=str))
+
+
+def run_study_composed(config_name: str, overrides: list[str], out: Path, selection: dict | None = None) -> Any:
+    """Compose OVERRIDES as `unlearnlab` would and run the study in this process, output at OUT."""
+    from unlearnlab.checks import check_config
+    from unlearnlab.pipeline import run_composed
+    from unlearnlab.study import run_study
+
+    def checked_study(cfg: DictConfig) -> Any:
+        check_config(cfg)
+        return run_study(cfg, selection=selection)
+
+    out.mkdir(parents=True, exist_ok=True)
+    return run_composed(list(overrides), out, checked_study, config_name)
+
+
 def run_audit(config_name: str, overrides: list[str], out: Path) -> float | None:
     """Compose the config for OVERRIDES as `unlearnlab` would and run the audit task with its
     output dir at OUT (in this process; Hydra's global state is restored afterwards)."""

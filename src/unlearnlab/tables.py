@@ -119,6 +119,21 @@ def holm_summary(results: dict[str, Any]) -> str | None:
     return head + told + (f"; not told apart: {', '.join(rest)}." if rest else " (every one).")
 
 
+def selection_summary(results: dict[str, Any]) -> str | None:
+    """One sentence for a re-audit of a search's winner: the number to cite, and the search's own."""
+    sel = results.get("selection")
+    if not sel:
+        return None
+    params = ", ".join(f"{k}={v}" for k, v in sel["best_params"].items())
+    searched = sel.get("search_value")
+    biased = "" if searched is None else (
+        f" The search's best {sel['metric']}, {fmt(float(searched))}, was selected against the retrained models of "
+        f"seed {sel['search_seed']} and is biased up by that choice: do not cite it.")
+    return (f"Re-audit on fresh cells (seed {sel['seed']}: another original, other retrained and unlearned models) "
+            f"of the search's winner {sel['objective']} ({params}): {sel['metric']} = {fmt(sel.get('value'))}, the "
+            f"number to cite.{biased}")
+
+
 def print_results(console: Console, results: dict[str, Any]) -> None:
     """The headline table (titled with the study and N), one small table per further group, and
     which methods this N tells apart."""
@@ -126,6 +141,8 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
         if title == HEADLINE:
             title = f"{results['study']}  (N = {results['n_models']} models per method)"
         console.print(rich_table(title, rows))
+    if summary := selection_summary(results):
+        console.print(summary)
     if summary := holm_summary(results):
         console.print(summary)
     if summary := pairwise_summary(results):
