@@ -235,10 +235,14 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
         assert rows[f"{name}_reference"]["cert/sigma"] == rows[name]["cert/sigma"]
         assert results["reference"][name] == f"{name}_reference"
     assert results["reference"]["newton"] == "retrain"  # recipe=exact retrains: b drawn per cell
-    # n_models=4 can prove no ε > 0: every certificate is untestable, with the N that would test it
-    for name, needed in (("newton", 24), ("noisy_newton", 16), ("descent_to_delete", 16)):
-        assert rows[name]["cert/verdict"] == "not testable at this N", name
-        assert rows[name]["cert/n_needed"] == needed, name
+    # n_models=4 can prove no ε > 0: every certificate is untestable, with the N at which a violation
+    # of twice it would be found 4 times in 5 (SPECS §5: ~90 for 1.0, ~240 for 0.5)
+    for name, needed in (("newton", 89), ("noisy_newton", 240), ("descent_to_delete", 240)):
+        assert rows[name]["cert/verdict"] == "not testable at this N (power 0 against 2×)", name
+        assert rows[name]["cert/power"] == 0.0 and rows[name]["cert/n_needed"] == needed, name
+    # the references are controls: Holm adjusts over the three certified methods only
+    assert results["holm"]["methods"] == ["newton", "noisy_newton", "descent_to_delete"]
+    assert rows["newton"]["audit/eps_lb_statistic"] in ("confidences", "logits", "weights")
     assert rows["newton"]["cert/epsilon_expost"] <= rows["newton"]["cert/epsilon"]
     assert "cert/retrains" in rows["newton"]
     # the exact-retrain control is as accurate as the reference retrains
@@ -247,14 +251,6 @@ def test_experiment_certified_digits_end_to_end(tmp_path):
 
 # ----------------------------------------------------------------------------------------------
 # certificate references and verdicts (issue 12 item 4)
-
-
-def _forget_conf(models, data) -> np.ndarray:
-    from unlearnlab.audits.competition import logit_scaled_confidence
-
-    x, y = MethodData(data, frozenset({"forget"}), 0, "t").tensors("forget")
-    logits = np.stack([m(x).detach().numpy() for m in models])
-    return logit_scaled_confidence(logits, y.numpy())
 
 
 def test_output_noise_references_add_the_methods_noise_to_the_exact_fit(small):
@@ -277,42 +273,38 @@ def test_output_noise_references_add_the_methods_noise_to_the_exact_fit(small):
         assert torch.equal(model.b, state["b"])  # the original's objective, b included
 
 
-def _newton_vs_reference(data, n_models: int, sigma: float):
-    """n_models newton cells (b drawn per cell, original refitted: the certified mechanism) and
-    n_models loss-perturbed exact retrains (the study's recipe=exact retrain cells), at noise sigma."""
-    from unlearnlab.methods.newton import ExactRetrain, Newton
+def test_planted_leaks_with_a_computed_true_epsilon(small):
+    """Newton certificates for σ = 10 (20 removals: c·β/σ ≈ 0.37–0.46 < eps_lb_max 0.535 at N = 16),
+    b drawn with σ = 10/k (tests/planted_leak.py; true ε = the Gaussian mechanism's ε(δ) at
+    μ = ‖g‖/σ). Honest (k = 1): true ε ≈ 0.001, consistent. k = 10^3: true ε ≈ 3.5, ten times the
+    certificate, and still consistent at N = 16 — an auditor who knows the mechanism would say
+    "violated" 0.2% of the time (each held-out model is misclassified with Φ(−μ/2) = 0.32), and the
+    verdict itself says its power against 2× the certificate is 0.2%.
+    k = 10^4: true ε ≈ 77, violated, found by the forget logits (the statistic the rule half chose)."""
+    from planted_leak import newton_leak
 
-    unlearned, retrained, beta = [], [], []
-    for i in range(n_models):
-        model = LogisticRegression(1, 10, 8, lam=LAM, sigma=sigma)
-        method = Newton(model=model, data=MethodData(data, Newton.reads, 1000 + i, "newton"), epsilon=math.inf,
-                        delta=1e-4, resample_original=True)
-        method.run(None)
-        unlearned.append(model)
-        beta.append(method.remover.beta)
-        ref = LogisticRegression(1, 10, 8, lam=LAM, sigma=sigma)
-        ExactRetrain(model=ref, data=MethodData(data, ExactRetrain.reads, 5000 + i, "retrain")).run(None)
-        retrained.append(ref)
-    return _forget_conf(retrained, data), _forget_conf(unlearned, data), max(beta)
-
-
-def test_planted_leak_is_reported_violated_and_the_honest_mechanism_is_not(small):
-    """Newton certificates at sigma = 10 (20 removals: c·β/σ ≈ 0.44 < eps_lb_max 0.535 at N = 16).
-    Honest: the loss perturbation really has sigma = 10. Planted leak: b drawn with sigma = 1e-4,
-    the certificate still computed for sigma = 10. Measured on the forget confidences: at 100x
-    less noise (0.1) the two sides are not told apart — Guo's β (0.81) is ~100x the actual residual
-    (0.0074), so c·residual/0.1 ≈ 0.32 still meets the claimed 0.44 — and at 10^4x the leak is
-    ~0.5 sd per forget example, below what 16 models resolve; at 10^5x every held-out model is
-    classified correctly."""
-    from unlearnlab.audits.lower_bound import certificate_verdict, lower_bound_details
-    from unlearnlab.certified import certificate_epsilon
+    from unlearnlab.audits.lower_bound import (
+        LowerBoundAudit, certificate_verdict, detection_power, gaussian_error, max_epsilon_lower_bound, percent,
+        power_at_error,
+    )
 
     data, _ = small
-    for sigma, expected in ((SIGMA, "consistent"), (1e-4, "violated")):
-        conf_r, conf_u, beta = _newton_vs_reference(data, 16, sigma)
-        claimed = certificate_epsilon(beta, SIGMA, 1e-4)  # what the certificate says at sigma = 10
-        assert 0.3 < claimed < 0.5
-        out = lower_bound_details(conf_r, conf_u, delta=1e-4)
-        verdict, _ = certificate_verdict(out["eps_lb"], out["eps_lb_max"], claimed, 16, delta=1e-4)
-        assert verdict == expected, (sigma, out, claimed)
-    assert out["eps_lb"] == out["eps_lb_max"] == pytest.approx(0.535, abs=1e-3)
+    seen = {}
+    for k, expected in ((1, "consistent"), (1e3, "consistent"), (1e4, "violated")):
+        leak = newton_leak(data, 16, SIGMA / k)
+        assert 0.3 < leak.certificate < 0.5
+        out = LowerBoundAudit(delta=1e-4)(leak.first(16))
+        verdict = certificate_verdict(out["audit/eps_lb"], out["audit/eps_lb_max"], leak.certificate, 16, delta=1e-4)
+        assert verdict.verdict == expected, (k, out, leak.certificate)
+        seen[k] = (leak, out, verdict)
+    assert seen[1][0].true_epsilon() < 0.01
+    leak, _, verdict = seen[1e3]
+    assert leak.true_epsilon() == pytest.approx(3.49, abs=0.05) and leak.true_epsilon() > 5 * leak.certificate
+    assert power_at_error(gaussian_error(leak.mu), leak.certificate, 16, 1e-4) < 0.005
+    # a pure-ε mechanism of that ε would have been caught 6 times in 10: the same ε(δ) of a Gaussian
+    # mechanism is far harder to see on few models, which cert/power (pure-DP trade-off) does not say
+    assert detection_power(leak.true_epsilon(), leak.certificate, 16, 1e-4) > 0.5
+    assert verdict.label == f"consistent (power {percent(verdict.power)} against 2×)" and verdict.power < 0.01
+    leak, out, _ = seen[1e4]
+    assert leak.true_epsilon() > 50 and out["audit/eps_lb_statistic"] == "logits"
+    assert out["audit/eps_lb"] == max_epsilon_lower_bound(16, 1e-4) == pytest.approx(0.535, abs=1e-3)

@@ -126,12 +126,47 @@ def symmetric_error(true_eps: float) -> float:
     return float(1.0 / (1.0 + np.exp(true_eps)))
 
 
+def gaussian_epsilon(mu: float, delta: float) -> float:
+    """ε(δ) of a Gaussian mechanism whose two outputs are μ noise standard deviations apart (μ-GDP):
+    the ε solving δ = Φ(−ε/μ + μ/2) − e^ε Φ(−ε/μ − μ/2) (0 when even ε = 0 meets δ)."""
+    from scipy.optimize import brentq
+    from scipy.stats import norm
+
+    if mu <= 0:
+        return 0.0
+
+    def excess(eps: float) -> float:
+        return float(norm.cdf(-eps / mu + mu / 2) - np.exp(eps + norm.logcdf(-eps / mu - mu / 2)) - delta)
+
+    if excess(0.0) <= 0:
+        return 0.0
+    hi = 1.0
+    while excess(hi) > 0:
+        hi *= 2
+    return float(brentq(excess, 0.0, hi, xtol=1e-12))
+
+
+def gaussian_error(mu: float) -> float:
+    """Φ(−μ/2): the best symmetric test's FPR = FNR between two Gaussians μ standard deviations apart."""
+    from scipy.stats import norm
+
+    return float(norm.cdf(-mu / 2))
+
+
 def detection_power(true_eps: float, threshold: float, n_models: int, delta: float = 1e-5, level: float = 0.95,
                     rule_fraction: float = 0.5) -> float:
     """P[ε_lb > threshold] for N = n_models per side when the mechanism's true ε is true_eps and the
     auditor knows it: each of the count half's models is misclassified independently with
-    probability symmetric_error(true_eps), FP and FN ~ Binomial(count, that), and the bound is
-    the split-half Clopper–Pearson one above. Exact: summed over every (FP, FN).
+    probability symmetric_error(true_eps) (the pure-DP trade-off; see power_at_error)."""
+    return power_at_error(symmetric_error(true_eps), threshold, n_models, delta, level, rule_fraction)
+
+
+def power_at_error(error: float, threshold: float, n_models: int, delta: float = 1e-5, level: float = 0.95,
+                   rule_fraction: float = 0.5) -> float:
+    """P[ε_lb > threshold] when each held-out model is misclassified with probability `error`:
+    FP and FN ~ Binomial(count, error), the bound the split-half Clopper–Pearson one above.
+    Exact: summed over every (FP, FN). A Gaussian mechanism has error gaussian_error(μ), far above
+    symmetric_error of its ε(δ): the same ε is much harder to see on few models.
 
     ε_lb > c iff FNR⁺ < (1 − δ − FPR⁺)e^−c or FNR⁺ < 1 − δ − FPR⁺e^c, and FNR⁺ grows with FN, so
     for each FP the FN that show a violation are 0 .. g(FP) − 1."""
@@ -139,7 +174,7 @@ def detection_power(true_eps: float, threshold: float, n_models: int, delta: flo
     if n_models < 4 or not np.isfinite(threshold):
         return 0.0
     n = count_models(n_models, rule_fraction)
-    p = symmetric_error(true_eps)
+    p = float(error)
     k = np.arange(n + 1)
     upper = clopper_pearson_upper(k, n, (1 - level) / 2)  # non-decreasing in k
     c = float(threshold)
