@@ -7,7 +7,7 @@ for σ = 10. Its true ε: a Newton removal lands on the exact minimiser of L(D�
 gradient residual, and retraining on that of L(D∖F) + bᵀw; the weights are a bijective function of
 the perturbation, so the two are a Gaussian mechanism whose means are μ = ‖g‖/σ standard
 deviations apart (exact when g does not depend on b; its spread over the cells is printed beside
-each row: 6% of its mean at k = 1, under 10⁻⁵ from k = 100 on): true ε(δ) =
+each row: 8% of its mean at k = 1, under 10⁻⁵ from k = 100 on): true ε(δ) =
 lower_bound.gaussian_epsilon(μ, δ).
 
     python tests/planted_leak.py                       # the README's table (~10 min on 2 busy cores)
