@@ -108,6 +108,11 @@ def test_sliced_sweep_computes_every_original_s_cells_and_audits_like_the_study(
         assert sorted(c.get("origin", 0) for c in job if c["name"] == "finetune") == [0, 0, 1, 1]
         assert len(job) == 2 + 2 * (1 + 2 * 2)  # originals + per index: retrain + 2 methods × 2 originals
     assert not any(c["cached"] for c in jobs[0]) and sum(not c["cached"] for c in jobs[1]) == len(jobs[1]) - 2
+    from unlearnlab.plan_task import plan_study
+
+    plan = plan_study(_cfg("task=plan", "n_originals=2", "cells_per_job=2", f"paths.root={tmp_path}"))
+    assert plan["cells"] == {"original": 2, "retrain": 4, "unlearn": 16, "total": 22}
+    assert plan["to_compute"] == 0 and plan["largest_job_cells"] == 2 + 2 * (1 + 2 * 2)
     with initialize_config_dir(CONF, version_base="1.3"):
         run_audit("config", [*TINY, "task=audit", "n_originals=2", f"paths.root={tmp_path}"], tmp_path / "audit")
     swept = json.loads((tmp_path / "audit" / "results.json").read_text())
