@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                          f"known-mechanism power {100 * a['known_power']:.0f}%")
         print(f"| {k:g} | {leak.mu:.3g} | {leak.true_epsilon():.3g} | {leak.certificate:.2f} | " + " | ".join(cells)
               + " |", flush=True)
-        print(f"<!-- k = {k:g}: {2 * ns[-1]} cells in {time.perf_counter() - start:.0f} s; ‖g‖ {leak.residual:.3g} ± "
+        seconds = time.perf_counter() - start
+        print(f"<!-- k = {k:g}: {2 * ns[-1]} cells in {seconds:.0f} s; ‖g‖ {leak.residual:.3g} ± "
               f"{leak.residual_spread:.2g} -->", flush=True)
 
 

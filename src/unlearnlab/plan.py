@@ -81,7 +81,9 @@ def n_originals(cfg: DictConfig) -> int:
     except (TypeError, ValueError):
         k = 0
     if k < 1 or str(k) != str(value).strip():
-        raise ConfigError(f"n_originals={value!r} must be an integer ≥ 1 (the original models to train), e.g. n_originals=3")
+        raise ConfigError(
+            f"n_originals={value!r} must be an integer ≥ 1 (the original models to train), e.g. n_originals=3"
+        )
     return k
 
 

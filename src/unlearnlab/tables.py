@@ -110,8 +110,8 @@ def holm_summary(results: dict[str, Any]) -> str | None:
     family, rejected = holm["methods"], holm["rejected"]
     rows = results["methods"]
     best = min(rows[m]["audit/p_value_holm"] for m in family)
-    head = (f"Against retraining, family-wise α = {holm['alpha']} over the {len(family)} non-control "
-            f"method{'s' if len(family) > 1 else ''} (Holm): ")
+    head = (f"Against their references (the retrained models unless a method names another), family-wise "
+            f"α = {holm['alpha']} over the {len(family)} non-control method{'s' if len(family) > 1 else ''} (Holm): ")
     if not rejected:
         return head + f"none is told apart (smallest adjusted p = {best:.3g})."
     rest = [m for m in family if m not in rejected]
