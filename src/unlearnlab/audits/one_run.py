@@ -101,8 +101,8 @@ class OneRunAudit:
     name: ClassVar[str] = "one_run"
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/eps_lower_bound", "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% "
-               "confidence) from guesses on held-out models; ideal 0; at most audit/one_run_eps_max",
-               group="One-run ε lower bound", goal="min"),
+               "confidence) from guesses on held-out models; ideal 0; at most audit/one_run_eps_max; a bound, "
+               "not an estimate: no direction to optimise", group="One-run ε lower bound"),
         Metric("audit/one_run_eps_max", "the largest bound these guesses could show (all correct); 0: the audit "
                "is vacuous at this N", group="One-run ε lower bound"),
         Metric("audit/one_run_guesses", "number of guesses the one-run auditor made (target models)",
