@@ -9,6 +9,7 @@ import math
 import os
 import re
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -350,3 +351,49 @@ def test_fastnet_one_epoch_bf16_channels_last_on_gpu():
     assert losses[-4:].mean() < 0.5 * losses[:2].mean(), losses
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.device.type == "cuda"
+
+
+# ------------------------------------------------------------------ what cost/seconds times
+def _pipeline(tmp_path, *overrides: str):
+    """The pipeline `unlearnlab OVERRIDES` would open (in this process), on a store under tmp_path."""
+    from hydra import initialize_config_dir
+
+    from unlearnlab.pipeline import open_pipeline, run_composed
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return run_composed(["logger=none", f"paths.root={tmp_path}", *overrides], tmp_path / "out", open_pipeline)
+
+
+def test_unlearning_cost_leaves_out_the_original(tmp_path):
+    """An unlearned cell computed on an empty store trains its original first, inside the same
+    call: its cost/seconds is the unlearning alone (identity: nothing), not the original's."""
+    pipe = _pipeline(tmp_path, "debug=tiny", "method=[identity]")
+    start = time.perf_counter()
+    cell = pipe.runner.run(pipe.planner.unlearn("identity", 0))
+    wall = time.perf_counter() - start
+    original = pipe.runner.fetch(pipe.planner.original())
+    assert not cell.cached and original is not None
+    trained = original.metrics["cost/seconds"]
+    assert 0 < cell.metrics["cost/seconds"] < trained / 10 < wall
+
+
+def test_unlearning_cost_leaves_out_what_the_method_marks_untimed(tmp_path, monkeypatch):
+    """newton with resample_original refits its own original on D before removing: that is
+    training the model to unlearn, so the cell's cost/seconds leaves it out (cost/rte compares
+    unlearning with retraining). The refit is slowed by 1 s here to make it visible."""
+    import unlearnlab.methods.newton as newton
+
+    fit_exact = newton.fit_exact
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(1.0)
+        return fit_exact(*args, **kwargs)
+
+    monkeypatch.setattr(newton, "fit_exact", slow_fit)
+    pipe = _pipeline(tmp_path, "experiment=certified_digits", "n_models=2", "methods.newton.removal_batch=48")
+    start = time.perf_counter()
+    cell = pipe.runner.run(pipe.planner.unlearn("newton", 0))
+    wall = time.perf_counter() - start
+    m = cell.metrics
+    assert m["cost/removal_seconds"] <= m["cost/seconds"] < m["cost/removal_seconds"] + 0.5
+    assert m["cost/seconds"] + 1.0 < wall

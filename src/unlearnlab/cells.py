@@ -83,21 +83,20 @@ class CellRunner:
             config["method"] = cell.spec["method"]
         with self.tracker.cell(f"{cell.label}-{cell.key[:8]}", cell.kind, config) as run:
             make_trainer = trainer_factory(self.cfg.trainer, run["logger"])
-            start = time.perf_counter()
             extra: dict[str, float] = {}
             if cell.kind == "unlearn":
-                extra = self._unlearn(cell, model, make_trainer)
-            elif self.cfg.recipe.get("solver", "sgd") == "exact":
-
-                part = "train" if cell.kind == "original" else "retain"
-                fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
+                seconds, extra = self._unlearn(cell, model, make_trainer)
             else:
-                epochs, batch_size, optim, augment = recipe_settings(self.cfg.recipe)
+                start = time.perf_counter()
                 part = "train" if cell.kind == "original" else "retain"
-                batches = self.data.batches(part, batch_size, True, cell.seed, augment)
-                if epochs > 0:
-                    make_trainer(epochs).fit(SupervisedModule(model, batches, epochs, optim))
-            seconds = time.perf_counter() - start
+                if self.cfg.recipe.get("solver", "sgd") == "exact":
+                    fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
+                else:
+                    epochs, batch_size, optim, augment = recipe_settings(self.cfg.recipe)
+                    batches = self.data.batches(part, batch_size, True, cell.seed, augment)
+                    if epochs > 0:
+                        make_trainer(epochs).fit(SupervisedModule(model, batches, epochs, optim))
+                seconds = time.perf_counter() - start
             outputs, metrics = measure(model, self.data)
             metrics["cost/seconds"] = seconds
             metrics.update(extra)
@@ -108,7 +107,10 @@ class CellRunner:
         }
         return self.store.save(cell.kind, cell.key, meta, model.state_dict(), outputs)
 
-    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> dict[str, float]:
+    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> tuple[float, dict[str, float]]:
+        """Unlearn the original; (seconds of the unlearning, the method's own metrics). The
+        seconds are those of `method.run` less what the method marks `untimed` (training the
+        model it unlearns): fetching or training the original is not the unlearning's cost."""
         original = self.run(cell.upstream)
         model.load_state_dict(original.entry.state_dict())
         method_cfg = cell.method_config
@@ -116,8 +118,10 @@ class CellRunner:
         cls.check_reads()
         data = MethodData(self.data, cls.reads, cell.seed, cell.name)
         method: UnlearningMethod = instantiate(method_cfg, where=f"method.{cell.name}", model=model, data=data)
+        start = time.perf_counter()
         method.run(make_trainer)
-        return {k: float(v) for k, v in method.cell_metrics().items()}
+        seconds = time.perf_counter() - start - method.untimed_seconds
+        return seconds, {k: float(v) for k, v in method.cell_metrics().items()}
 
 
 def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:

@@ -25,10 +25,10 @@ EPSILON_CAP = 50.0
 RULES_PER_UNIT = 100
 BUFFER = 2.0
 N_LEFT = int(np.ceil(2 * BUFFER * RULES_PER_UNIT))  # left ends per right end: 400
-BLOCK = 20  # window rules per pruning block along the left ends
-_BLOCK_ENDS = np.r_[np.arange(0, N_LEFT - 1, BLOCK), N_LEFT - 1]
-SUPER = 5  # blocks per super-block (first pruning pass)
-_SUPER_ENDS = _BLOCK_ENDS[::SUPER]
+# The window search's blocks, coarse to fine: (right ends, left ends) per block. Every level's
+# blocks that may still beat the best rule found are split into the next level's; the last
+# level is single rules.
+LEVELS = ((32, 100), (16, 50), (8, 25), (4, 12), (2, 6), (1, 3), (1, 1))
 
 
 def logit_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -152,38 +152,65 @@ class _Windows:
         c = cum_pos[self.e, k]
         self.tp_right, self.fp_right = c, k - c
 
-    def counts(self, rows, j):
-        """(true positives, false positives) of rows (S, 1), sorted, at left ends j (S, w); an
-        empty window (l > r) holds nothing."""
-        rows, j = np.broadcast_arrays(rows, j)
-        left = np.where(j == N_LEFT - 1, self.stops[rows], j * self.steps[rows] + self.starts[rows])
+    def counts_below(self, rows, j):
+        """How many of the narrow and of the wide sample lie below the left end of the rules
+        (row, j) (rows sorted)."""
+        left = j * self.steps[rows] + self.starts[rows]
+        last = j == N_LEFT - 1
+        left[last] = self.stops[rows[last]]  # exactly as np.linspace
         e = self.e[rows]
-        k = _search(self.xs, left.ravel(), _segments(e.ravel(), len(self.xs)), "left").reshape(left.shape)
+        k = _search(self.xs, left, _segments(e, len(self.xs)), "left")
         c = self.cum_pos[e, k]
-        tp = np.maximum(self.tp_right[rows] - c, 0)
-        fp = np.maximum(self.fp_right[rows] - (k - c), 0)
-        return tp, fp
+        return c, k - c
+
+    def value(self, rows, narrow_below, wide_below) -> np.ndarray:
+        """ε of the rules (row, ·) whose left end has these counts below it; an empty window
+        (l > r) holds nothing."""
+        tp = np.maximum(self.tp_right[rows] - narrow_below, 0)
+        fp = np.maximum(self.fp_right[rows] - wide_below, 0)
+        return self.table[self.n - tp, fp]
 
     def best(self, floor: np.ndarray, bound: np.ndarray) -> np.ndarray:
-        """Max ε over all windows of each example, or its `floor` if none beats it; skips blocks
-        bounded by the floor.
+        """Max ε over all windows of each example, or its `floor` if none beats it; skips the
+        blocks of rules that cannot beat it (branch and bound).
 
-        Along a row l grows, so fn grows and fp shrinks: a run of left ends has fn ≥ fn at its
-        first and fp ≥ fp at its last. Pruned in two passes: super-blocks of SUPER blocks, then
-        the blocks inside the super-blocks that survive, then single rules. Each pass ends with
-        every example's floor raised to the best rule it scored."""
-        n, table, g = self.n, self.table, len(self.xs)
-        rows = np.arange(len(self.starts))[:, None]
-        tp, fp = self.counts(rows, _SUPER_ENDS[None, :])
-        floor = np.maximum(floor, _group_max(table[n - tp, fp], self.e, g))
-        row, sup = np.nonzero(bound[n - tp[:, :-1], fp[:, 1:]] > floor[self.e][:, None])
-        ends = sup[:, None] * SUPER + np.arange(SUPER + 1)  # indices into _BLOCK_ENDS
-        tp, fp = self.counts(row[:, None], _BLOCK_ENDS[ends])
-        floor = np.maximum(floor, _group_max(table[n - tp, fp], self.e[row], g))
-        keep, block = np.nonzero(bound[n - tp[:, :-1], fp[:, 1:]] > floor[self.e[row]][:, None])
-        j = np.minimum(_BLOCK_ENDS[ends[keep, block]][:, None] + np.arange(1, BLOCK), N_LEFT - 1)
-        tp, fp = self.counts(row[keep][:, None], j)
-        return np.maximum(floor, _group_max(table[n - tp, fp], self.e[row[keep]], g))
+        A block is right ends r0..r1 × left-end indices j0..j1. The left end l grows with r
+        and with j, and so do the counts below it; the counts at or below r grow with r. So
+        every rule of the block has tp ≤ tp_right(r1) − narrow_below(r0, j0) and fp ≥
+        fp_right(r0) − wide_below(r1, j1), and ε (non-increasing in fn and fp) at most
+        bound[n − that tp, that fp]: two corners bound a block. Both corners are rules, whose
+        ε raises the floor. The maximum returned is that of all rules (or the floor), however
+        the blocks are cut."""
+        n, g = self.n, len(self.xs)
+        row_start = _segments(self.e, g)
+        rows = np.arange(len(self.starts))
+        hr, hj = LEVELS[0]
+        r0 = rows[(rows - row_start[self.e]) % hr == 0]
+        r0, j0 = np.repeat(r0, -(-N_LEFT // hj)), np.tile(np.arange(0, N_LEFT, hj), len(r0))
+        r1 = np.minimum(r0 + hr - 1, row_start[self.e[r0] + 1] - 1)
+        j1 = np.minimum(j0 + hj - 1, N_LEFT - 1)
+        for level in range(len(LEVELS)):
+            narrow0, wide0 = self.counts_below(r0, j0)
+            narrow1, wide1 = self.counts_below(r1, j1)
+            e = self.e[r0]
+            corners = np.maximum(self.value(r0, narrow0, wide0), self.value(r1, narrow1, wide1))
+            floor = np.maximum(floor, _group_max(corners, e, g))
+            tp = np.maximum(self.tp_right[r1] - narrow0, 0)
+            fp = np.maximum(self.fp_right[r0] - wide1, 0)
+            keep = (bound[n - tp, fp] > floor[e]) & ((r1 > r0) | (j1 > j0 + 1))  # else: all evaluated
+            if level + 1 == len(LEVELS) or not keep.any():
+                return floor
+            r0, r1, j0, j1 = r0[keep], r1[keep], j0[keep], j1[keep]
+            hr, hj, (sr, sj) = *LEVELS[level + 1], (hr, hj)
+            # the children: blocks of the next level's size that start inside the parent
+            cr = r0[:, None, None] + hr * np.arange(-(-sr // hr))[None, :, None]
+            cj = j0[:, None, None] + hj * np.arange(-(-sj // hj))[None, None, :]
+            cr, cj = np.broadcast_arrays(cr, cj)
+            pr1, pj1 = (np.broadcast_to(x[:, None, None], cr.shape) for x in (r1, j1))
+            inside = (cr <= pr1) & (cj <= pj1)
+            r0, j0 = cr[inside], cj[inside]
+            r1, j1 = np.minimum(r0 + hr - 1, pr1[inside]), np.minimum(j0 + hj - 1, pj1[inside])
+        return floor
 
 
 def _medians(xs: np.ndarray, member: np.ndarray, n: int) -> np.ndarray:
@@ -237,6 +264,8 @@ def _epsilons(xs, is_retrain, n, table, bound, max_epsilon: float | None = None)
     cum = np.where(narrow_is_neg[:, None], np.arange(2 * n + 1) - cum_pos[windows], cum_pos[windows])
     narrow_min = np.where(narrow_is_neg, neg_min[active][windows], pos_min[active][windows])
     narrow_max = np.where(narrow_is_neg, neg_max[active][windows], pos_max[active][windows])
+    # ε ≤ 0 rules change nothing (ε is clipped at 0 below): a floor of 0 prunes them
+    floor = np.maximum(floor, 0.0)
     best[windows] = _Windows(xs[windows], cum, narrow_min, narrow_max, n, table).best(floor[windows], bound)
     # max with 0: official asserts when every rule is ignored (both samples one equal
     # constant, indistinguishable); ε = 0 there.
