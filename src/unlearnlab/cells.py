@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
-from unlearnlab.certified import fit_model_exact
+from unlearnlab.certified import fit_model_exact, single_thread
 from unlearnlab.data import StudyData
 from unlearnlab.data.loader import Augment
 from unlearnlab.errors import ConfigError
@@ -30,6 +30,16 @@ from unlearnlab.tracking import Tracker
 from unlearnlab.training import OptimSettings, SupervisedModule
 
 MEASURED_PARTS = ("forget", "test", "val", "retain_sample")
+
+# Every cell is computed on one torch intra-op thread (certified.single_thread), on every device
+# and for every model. A cell's float sums depend on the thread count, so the count must be a
+# property of the cell, not of the job that runs it: a study owning 2 cores and a sweep job
+# owning 1 would otherwise store different bytes under the same key. One, because every model
+# here does little work per batch on a CPU: with another program busy on one core of this
+# 2-core machine a digits cell took 3.5 s on one thread, 80 s on two (10 s with
+# OMP_WAIT_POLICY=PASSIVE); on a GPU the CPU threads do not touch the numbers. More cores are
+# used by more cells at once (sweep jobs, workers_per_device), not by more threads per cell;
+# `unlearnlab task=bench` measures one thread against a job's cores per model ("threads" rows).
 
 
 @dataclass
@@ -76,6 +86,10 @@ class CellRunner:
             return CellResult(cell, self._compute(cell), cached=False)
 
     def _compute(self, cell: Cell) -> Entry:
+        with single_thread():  # see the note at the top: the same bytes in a study, a sweep, a worker
+            return self._compute_cell(cell)
+
+    def _compute_cell(self, cell: Cell) -> Entry:
         L.seed_everything(cell.seed, verbose=False)
         model = build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
         config = {"cell": {"kind": cell.kind, "name": cell.name, "index": cell.index, "seed": cell.seed}}

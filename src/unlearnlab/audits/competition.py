@@ -13,12 +13,14 @@ beat the best rule found so far are skipped: the same maximum, in seconds on a C
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from unlearnlab.audits.base import AuditInput
+from unlearnlab.cores import job_cores
 from unlearnlab.metrics import Metric
 
 EPSILON_CAP = 50.0
@@ -288,6 +290,8 @@ class _SortedModels:
         self.n = n
         self.table = _epsilon_table(n, delta)
         self.bound = _suffix_max(self.table)
+        # batches run in threads (numpy releases the GIL in its loops), one per core the job owns
+        self.threads = min(job_cores(), -(-len(self.xs) // self.BATCH))
 
     def epsilons(self, first, second, cut_off: bool = False) -> np.ndarray:
         """ε_s per example of the models FIRST (the retrained side) against SECOND (n indices
@@ -299,13 +303,22 @@ class _SortedModels:
             raise ValueError(f"need two disjoint groups of {n} models")
         max_epsilon = _max_epsilon(n) if cut_off else None
         out = np.empty(len(self.xs))
-        for s in range(0, len(self.xs), self.BATCH):
+
+        def batch(s: int) -> None:
             order = self.order[s:s + self.BATCH]
             xs, f = self.xs[s:s + self.BATCH], is_first[order]
             if not used.all():
                 u = used[order]
                 xs, f = xs[u].reshape(len(xs), 2 * n), f[u].reshape(len(xs), 2 * n)
             out[s:s + self.BATCH] = _epsilons(xs, f, n, self.table, self.bound, max_epsilon)
+
+        starts = range(0, len(self.xs), self.BATCH)
+        if self.threads > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(batch, starts))
+        else:
+            for s in starts:
+                batch(s)
         return out
 
     def quality(self, first, second) -> float:
