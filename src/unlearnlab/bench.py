@@ -414,6 +414,7 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
             f"one device, plus {k} audits (F + p + ε_lb) at the measured 5,000 × (512 + 512) time (an upper bound)"
         )
     tp = [r for r in results.get("throughput", []) if r["model"] == "fastnet"]
+    tp = [r for r in tp if r.get("threads", 1) == 1] or tp  # a cell runs on one thread (cells.py)
     if tp:
         best = max(tp, key=lambda r: r["img_s"])
         recipe = OmegaConf.load(_conf_dir() / "recipe" / "fastnet.yaml")
