@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -64,6 +65,21 @@ def method_options() -> list[str]:
     for plugin in plugins.installed():
         found |= set(plugin.options().get("method", []))
     return sorted(found)
+
+
+def option_file(group: str, name: str) -> Path:
+    """The file of option NAME of GROUP: in unlearnlab's conf/ or an installed plugin's."""
+    for conf in [Path(plugins.config_dir()), *(p.conf for p in plugins.installed() if p.conf is not None)]:
+        if (conf / group / f"{name}.yaml").is_file():
+            return conf / group / f"{name}.yaml"
+    raise AssertionError(f"{group}={name}: no such option file")
+
+
+def preset_of(name: str) -> str | None:
+    """The method option a preset builds on (`defaults: [BASE@_here_, _self_]`), or None."""
+    defaults = OmegaConf.load(option_file("method", name)).get("defaults") or []
+    bases = [str(d).split("@")[0] for d in defaults if isinstance(d, str) and d.endswith("@_here_")]
+    return bases[0] if bases else None
 
 
 def plugin_method_options() -> list[str]:
@@ -103,6 +119,7 @@ def check_config(name: str, overrides: Iterable[str] = ()) -> DictConfig:
     return cfg
 
 
+@functools.lru_cache(maxsize=None)
 def _compose(name: str, overrides: tuple[str, ...]) -> DictConfig:
     return api.compose(method_overrides(name, overrides))
 
@@ -148,18 +165,35 @@ def _scratch() -> Path:
     return Path(_TMP[0])
 
 
-@functools.lru_cache(maxsize=8)
 def _setting(name: str, overrides: tuple[str, ...]) -> _Setting:
-    """The composed config, the digits data and the original model's weights (the framework's own
-    original cell, computed once into a scratch store)."""
+    """The composed config, the data and the original model's weights (the framework's own
+    original cell, computed once into a scratch store and shared by every method it applies to)."""
     cfg = _compose(name, overrides)
-    root = _scratch()
-    data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset))
-    store = Store(str(root / "store"))
-    tracker = Tracker({"kind": "none"}, "testing", root / "out", {})
+    data = _data(_json(cfg.dataset), _json(cfg.split))
     planner = Planner(cfg, data.fingerprint())
-    original = CellRunner(cfg, data, store, tracker).run(planner.original()).entry.state_dict()
-    return _Setting(cfg, data, original)
+    return _Setting(cfg, data, _original(planner.original().key, cfg, data, planner))
+
+
+def _json(node: Any) -> str:
+    return json.dumps(OmegaConf.to_container(node, resolve=True), sort_keys=True)
+
+
+@functools.lru_cache(maxsize=4)
+def _data(dataset: str, split: str) -> Any:
+    dataset_cfg, split_cfg = OmegaConf.create(json.loads(dataset)), OmegaConf.create(json.loads(split))
+    return load_study_data(dataset_cfg, split_cfg, source_loader(dataset_cfg))
+
+
+_ORIGINALS: dict[str, dict[str, torch.Tensor]] = {}
+
+
+def _original(key: str, cfg: DictConfig, data: Any, planner: Planner) -> dict[str, torch.Tensor]:
+    if key not in _ORIGINALS:
+        root = _scratch()
+        store = Store(str(root / "store"))
+        tracker = Tracker({"kind": "none"}, "testing", root / "out", {})
+        _ORIGINALS[key] = CellRunner(cfg, data, store, tracker).run(planner.original()).entry.state_dict()
+    return _ORIGINALS[key]
 
 
 def original_state(name: str, overrides: Iterable[str] = ()) -> dict[str, torch.Tensor]:
