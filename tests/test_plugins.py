@@ -126,8 +126,7 @@ class Site:
 
 def _forget_caches() -> None:
     plugins.refresh()
-    testing._compose.cache_clear()
-    testing._kind_overrides.cache_clear()
+    testing.forget()
 
 
 @pytest.fixture

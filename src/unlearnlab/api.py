@@ -43,9 +43,10 @@ def hydra_on_unlearnlab() -> Iterator[None]:
         with initialize_config_dir(config_dir(), version_base="1.3"):
             yield
     finally:
-        gh.clear()
+        now = GlobalHydra.instance()  # initialize_config_dir put back a copy of the (cleared) singleton
+        now.clear()
         if previous is not None:
-            gh.initialize(previous)
+            now.initialize(previous)
 
 
 def composed(overrides: list[str]) -> DictConfig:

@@ -36,9 +36,11 @@ import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unlearnlab import plugins
+from unlearnlab.data.sources import Source
 from unlearnlab.errors import ConfigError
 from unlearnlab.hydra_internals import CORE_PLUGINS, locate
 from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.metrics import Metric
 
 
 def _subclass(obj: Any, base: Callable[[], type | tuple[type, ...]]) -> bool:
@@ -73,8 +75,6 @@ def _is_model(obj: Any) -> bool:
 
 def _is_audit(obj: Any) -> bool:
     """A class whose instances are called on an AuditInput and that declares its metrics (audits.base.Audit)."""
-    from unlearnlab.metrics import Metric
-
     declared = getattr(obj, "metrics", None)
     return (isinstance(obj, type) and any("__call__" in k.__dict__ for k in obj.__mro__[:-1])
             and isinstance(declared, tuple) and all(isinstance(m, Metric) for m in declared))
@@ -82,8 +82,6 @@ def _is_audit(obj: Any) -> bool:
 
 def _is_source(obj: Any) -> bool:
     """A dataset loader: a function annotated to return a data.sources.Source."""
-    from unlearnlab.data.sources import Source
-
     return _returns(obj, lambda: Source)
 
 

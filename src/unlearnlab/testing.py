@@ -40,7 +40,7 @@ from typing import Any, Iterable
 import lightning as L
 import torch
 from hydra import compose as hydra_compose
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from unlearnlab import api, plugins
 from unlearnlab.cells import CellRunner, method_class
@@ -93,8 +93,16 @@ def method_overrides(name: str, overrides: Iterable[str] = ()) -> list[str]:
     return [*BASE, f"method={name}", *_kind_overrides(name), *overrides]
 
 
-@functools.lru_cache(maxsize=None)
+_kind_overrides_cache: dict[str, tuple[str, ...]] = {}
+
+
 def _kind_overrides(name: str) -> tuple[str, ...]:
+    if name not in _kind_overrides_cache:
+        _kind_overrides_cache[name] = _kind_of(name)
+    return _kind_overrides_cache[name]
+
+
+def _kind_of(name: str) -> tuple[str, ...]:
     with api.hydra_on_unlearnlab():  # composed without the checks: they refuse a method on a model it cannot apply to
         mcfg = hydra_compose(config_name="config", overrides=[f"method={name}"]).methods[name]
     return tuple(kind_overrides(method_model_kinds(method_class(_arguments(mcfg), name))))
@@ -119,12 +127,42 @@ def check_config(name: str, overrides: Iterable[str] = ()) -> DictConfig:
     return cfg
 
 
-@functools.lru_cache(maxsize=None)
+_COMPOSED: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+
+
 def _compose(name: str, overrides: tuple[str, ...]) -> DictConfig:
-    return api.compose(method_overrides(name, overrides))
+    if (name, overrides) not in _COMPOSED:
+        _COMPOSED[(name, overrides)] = api.compose(method_overrides(name, overrides))
+    return _COMPOSED[(name, overrides)]
 
 
-# -- one run ------------------------------------------------------------------------------------
+def check_configs(names: Iterable[str]) -> None:
+    """check_config for many methods at once: one composition per model kind (`method=[a,b,…]`, the
+    same start-up checks), each method's config then kept as if composed alone. For a suite that
+    checks every installed method (unlearnlab's generic tests): composing is most of its cost."""
+    names = list(names)
+    with api.hydra_on_unlearnlab():  # the classes, to group the methods by the model they apply to
+        raw = hydra_compose(config_name="config", overrides=[f"method=[{','.join(names)}]"]).methods
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name in names:
+        kinds = method_model_kinds(method_class(_arguments(raw[name]), name))
+        groups.setdefault(tuple(kind_overrides(kinds)), []).append(name)
+    for kind, group in groups.items():
+        try:
+            cfg = api.compose([*BASE, f"method=[{','.join(group)}]", *kind])
+        except ConfigError as err:
+            raise AssertionError(f"method=[{','.join(group)}]: {err}") from None
+        for name in group:
+            alone = cfg.copy()
+            with read_write(alone), open_dict(alone):
+                alone.methods = {name: cfg.methods[name]}
+            _COMPOSED[(name, ())] = alone
+            _kind_overrides_cache[name] = kind
+        for name in group:
+            check_config(name)
+
+
+# -- one run# -- one run ------------------------------------------------------------------------------------
 @dataclass
 class Run:
     """What one run of a method did."""
@@ -202,10 +240,10 @@ def original_state(name: str, overrides: Iterable[str] = ()) -> dict[str, torch.
 
 
 def run_method(name: str, seed: int = 0, overrides: Iterable[str] = (), limit_batches: int | None = 2,
-               reads: Iterable[str] | None = None) -> Run:
+               reads: Iterable[str] | None = None, max_steps: int = -1) -> Run:
     """Build method NAME as the framework does, on a copy of the original left in eval mode, and
-    run it under CPU Trainers (deterministic, at most LIMIT_BATCHES batches per epoch). READS:
-    the parts it may read (default: the ones it declares)."""
+    run it under CPU Trainers (deterministic, at most LIMIT_BATCHES batches per epoch and MAX_STEPS
+    optimiser steps per fit, -1: no cap). READS: the parts it may read (default: the ones it declares)."""
     setting = _setting(name, tuple(overrides))
     mcfg = _arguments(setting.cfg.methods[name])
     cls = method_class(mcfg, name)
@@ -223,17 +261,17 @@ def run_method(name: str, seed: int = 0, overrides: Iterable[str] = (), limit_ba
         limit = {} if limit_batches is None else {"limit_train_batches": limit_batches}
         return L.Trainer(accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, deterministic=True,
-                         callbacks=[recorder], **limit)
+                         callbacks=[recorder], max_steps=max_steps, **limit)
 
     method.run(make_trainer)
     state = {k: v.detach().clone() for k, v in method.model.state_dict().items()}
     return Run(method, state, recorder.fits)
 
 
-def check_run(name: str, overrides: Iterable[str] = (), limit_batches: int | None = 2) -> Run:
+def check_run(name: str, overrides: Iterable[str] = (), limit_batches: int | None = 2, max_steps: int = -1) -> Run:
     """One run: only declared parts read, every fit in train mode, teachers in eval mode."""
     try:
-        run = run_method(name, 0, overrides, limit_batches)
+        run = run_method(name, 0, overrides, limit_batches, max_steps=max_steps)
     except DataAccessError as err:
         raise AssertionError(f"method={name}: {err}") from None
     for i, fit in enumerate(run.fits):
@@ -248,10 +286,10 @@ def check_run(name: str, overrides: Iterable[str] = (), limit_batches: int | Non
 
 
 def check_reproducible(name: str, overrides: Iterable[str] = (), limit_batches: int | None = 2,
-                       first: Run | None = None) -> None:
+                       first: Run | None = None, max_steps: int = -1) -> None:
     """Two runs with the same seed give bit-identical weights (on CPU, deterministic Trainers)."""
-    a = first or run_method(name, 0, overrides, limit_batches)
-    b = run_method(name, 0, overrides, limit_batches)
+    a = first or run_method(name, 0, overrides, limit_batches, max_steps=max_steps)
+    b = run_method(name, 0, overrides, limit_batches, max_steps=max_steps)
     differ = [k for k in a.state if not torch.equal(a.state[k], b.state[k])]
     assert not differ, (f"method={name}: two runs with seed 0 differ in {differ[:3]}: draw randomness from torch's "
                         f"generators (seeded per cell) or from self.data.seed, never from time or os.urandom")
@@ -275,3 +313,11 @@ def check_method(name: str, tmp_path: str | Path, overrides: Iterable[str] = (),
     run = check_run(name, overrides, limit_batches)
     check_reproducible(name, overrides, limit_batches, first=run)
     check_debug_tiny(name, tmp_path, overrides)
+
+
+def forget() -> None:
+    """Drop what the kit composed and trained (after installing or removing a plugin in this process)."""
+    _COMPOSED.clear()
+    _kind_overrides_cache.clear()
+    _ORIGINALS.clear()
+    _data.cache_clear()
