@@ -78,7 +78,8 @@ def check_config(cfg: DictConfig) -> None:
     if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
         names = list(cfg.get("methods") or {})
         raise ConfigError(f"method.{next(iter(cfg.method), 'KEY')} is not a config key: a method's arguments sit at "
-                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them")
+                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them "
+                          f"(a conf/method/NAME.yaml must start with `# @package methods.NAME` on its first line)")
     view = _Resolver(cfg, strict=HydraConfig.initialized() and "hydra" not in cfg)
     check_missing(cfg)
     check_paths(view)
