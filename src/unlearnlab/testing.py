@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from unlearnlab import api, plugins
 from unlearnlab.cells import CellRunner, method_class
+from unlearnlab.certified import single_thread
 from unlearnlab.checks import kind_overrides, method_model_kinds
 from unlearnlab.data import load_study_data
 from unlearnlab.errors import ConfigError
@@ -263,7 +264,8 @@ def run_method(name: str, seed: int = 0, overrides: Iterable[str] = (), limit_ba
                          enable_progress_bar=False, enable_model_summary=False, deterministic=True,
                          callbacks=[recorder], max_steps=max_steps, **limit)
 
-    method.run(make_trainer)
+    with single_thread():  # as cells.CellRunner runs every cell: one torch thread
+        method.run(make_trainer)
     state = {k: v.detach().clone() for k, v in method.model.state_dict().items()}
     return Run(method, state, recorder.fits)
 
