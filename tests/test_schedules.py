@@ -83,8 +83,8 @@ def unlearn_impl(c, sizes) -> Fits:
 
 def scrub(c, sizes) -> Fits:
     fits = []
-    for r in range(c["epochs"]):  # the notebook's epoch = r + 1
-        lr = repdistiller_decay(c["lr"], r + 2, (3, 5, 9))[r + 1]
+    for r in range(c["epochs"]):  # the notebook's epoch = r + 1; lr_decay_epochs [3, 5, 9], rate 0.1
+        lr = c["lr"] * 0.1 ** sum(r + 1 > m for m in (3, 5, 9))
         fits += [[[lr]]] * (2 if r < c["msteps"] else 1)  # a max pass while epoch ≤ msteps, then a min pass
     return fits
 
