@@ -499,7 +499,7 @@ def test_planted_pickle_checkpoint_is_refused_and_never_executed(tmp_path):
     for planted in (ckpt, shutil.copy(ckpt, tmp_path / "model.pt")):  # any torch.load must pass weights_only=True
         with pytest.raises(Exception, match="Weights only load failed|deserializ"):
             torch.load(planted, weights_only=True)
-    _, broken, _ = scan(store)
+    broken = scan(store).broken
     assert [b["key"] for b in broken] == ["k1"] and "not a safetensors file" in broken[0]["problem"]
     assert not marker.exists()
 
