@@ -87,21 +87,22 @@ class Study:
                 left = ""
                 if pending[pos - 1]:
                     eta.done(cell, seconds if not result.cached else None)  # another job may have computed it
+                remaining = 0.0
                 if not result.cached:
                     computed += 1
                     remaining = eta.left()
                     left = f"; about {duration(remaining)} left" if eta.pending else ""
-                    if remaining > LONG_STUDY_SECONDS and not warned:
-                        warned = True
-                        say(f"warning: at the rate so far the remaining {todo - computed:,} cells take about "
-                            f"{duration(remaining)}; stop with Ctrl-C if that is not what you meant (finished cells "
-                            f"are kept), and size the study with `unlearnlab task=plan`", soft_wrap=True)
                 status = f"{cached} cached, {computed} computed of {todo}"
                 progress.update(task, advance=1, status=status + left)
                 if not live and not result.cached:
                     say(f"cell {pos}/{len(cells)} {cell.label} {cell.key}: computed in {seconds:.1f} s ({status}{left})",
                         soft_wrap=True)
-                    sys.stdout.flush()
+                if remaining > LONG_STUDY_SECONDS and eta.pending and not warned:
+                    warned = True
+                    say(f"warning: at the rate so far the remaining {eta.pending:,} cells take about "
+                        f"{duration(remaining)}; stop with Ctrl-C if that is not what you meant (finished cells "
+                        f"are kept), and size the study with `unlearnlab task=plan`", soft_wrap=True)
+                sys.stdout.flush()
             progress.update(task, description="cells")
         if not live:
             say(f"cells: {status} in {duration(time.perf_counter() - start)}", soft_wrap=True)
