@@ -1065,6 +1065,16 @@ def test_results_json_is_whole_or_the_previous_one_on_a_full_disk(tmpfs):
     assert (out / "results.json").read_text() == previous and sorted(p.name for p in out.iterdir()) == ["results.json"]
 
 
+def test_result_files_are_written_atomically():
+    """results.json, cells.json and bench.json go through files.write_atomic (tested above on a
+    real full disk), never a plain write that a full disk leaves half-written."""
+    src = REPO / "src" / "unlearnlab"
+    for module, name in (("study.py", "results.json"), ("sweep.py", "cells.json"), ("bench.py", "bench.json")):
+        text = (src / module).read_text()
+        assert "write_atomic(" in text and name in text, module
+        assert not re.search(r"\.write_(text|bytes)\(json\.dumps", text), module
+
+
 def test_wandb_online_without_a_login_logs_offline_instead_of_prompting(tmp_path, monkeypatch):
     from unlearnlab.tracking import wandb_mode
 

@@ -25,7 +25,6 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 
 from __future__ import annotations
 
-import copy
 import difflib
 import inspect
 import math
@@ -137,8 +136,8 @@ RUN_DIR = "/unlearnlab-run-folder"  # where the run's folder stands while Hydra 
 def _resolvable(h: DictConfig, root: DictConfig | None):
     """(resolved(KEY) -> a node of H as a plain container, resolved; the run folder it resolves
     against). While composing (ROOT given), Hydra has not chosen the run's folder yet: the
-    values are resolved in a copy of ROOT whose `hydra.runtime.output_dir` is RUN_DIR, with
-    `${hydra:...}` reading that copy; a value that cannot be resolved is refused. In a job (ROOT
+    values are resolved with `hydra.runtime.output_dir` set to RUN_DIR for the while, `${hydra:...}`
+    reading ROOT; a value that cannot be resolved is refused. In a job (ROOT
     None) they resolve against the real folder, and a value that needs the rest of the config
     (checked at launch) is skipped."""
     from hydra.core.hydra_config import HydraConfig
@@ -156,24 +155,28 @@ def _resolvable(h: DictConfig, root: DictConfig | None):
 
         yield lenient, run_dir
         return
-    trial = copy.deepcopy(root)
-    with read_write(trial), open_dict(trial):
-        trial.hydra.runtime.output_dir = RUN_DIR
+    runtime = root.hydra.runtime
+    saved_dir = OmegaConf.to_container(runtime, resolve=False).get("output_dir")  # "???" while composing
     instance = HydraConfig.instance()
     saved = instance.cfg
-    instance.set_config(trial)
 
     def strict(key: str) -> Any:
         try:
-            node = OmegaConf.select(trial.hydra, key, throw_on_missing=False)
+            node = OmegaConf.select(root.hydra, key, throw_on_missing=False)
             return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
         except OmegaConfBaseException as err:
             raise ConfigError(f"hydra.{key}: {str(err).splitlines()[0]}") from None
 
+    # in place, restored below (a copy of the whole config cost more than every other check)
+    with read_write(runtime), open_dict(runtime):
+        runtime.output_dir = RUN_DIR
+    instance.cfg = root  # type: ignore[assignment]  # what `${hydra:...}` reads (HydraConfig.get() is cfg.hydra)
     try:
         yield strict, RUN_DIR
     finally:
         instance.cfg = saved  # type: ignore[assignment]
+        with read_write(runtime), open_dict(runtime):
+            runtime.output_dir = saved_dir
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

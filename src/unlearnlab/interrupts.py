@@ -24,7 +24,7 @@ from typing import Iterator
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 GRACE_SECONDS = 10.0  # after its parent died, a pool worker that has not ended by then is ended
 _doing: list[str] = []
-_context = {"background": "", "reason": ""}
+_context: dict = {"background": "", "reason": "", "watching": None}
 
 
 class Interrupted(BaseException):
@@ -70,6 +70,9 @@ def exit_with_parent(every: float = 1.0) -> None:
     workers, which went on training orphaned. Not for a command started from a shell, which
     `nohup` is meant to keep alive after the shell is gone."""
     parent = os.getppid()
+    if _context.get("watching") == parent:  # a worker runs job after job: one watcher is enough
+        return
+    _context["watching"] = parent
 
     def watch() -> None:
         while os.getppid() == parent:

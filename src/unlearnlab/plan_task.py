@@ -32,6 +32,9 @@ DEFAULT_IMG_S = {
 }
 
 
+LARGE_PLAN_CELLS = 100_000  # planning more cells than this takes seconds: a line says so first
+
+
 # -- rates -----------------------------------------------------------------------------------------
 def device_kind(cfg: DictConfig) -> str:
     return "cuda" if str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") else "cpu"
@@ -130,6 +133,9 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
         # on the CPU (a login node has no GPU), no W&B run; the keys are the study's own
         pipe = open_pipeline(cfg, tracker=Tracker({"kind": "none"}, "plan", tmp, {}), out=Path(tmp), device="cpu")
     planner, store = pipe.planner, pipe.store
+    total = 1 + n * (1 + len(planner.methods))
+    if total > LARGE_PLAN_CELLS:  # seconds of keys and store look-ups: say so first
+        print(f"plan: {total:,} cells to plan and look up in the store {store.root} …", flush=True)
     cells = planner.cells()
     missing = [c for c in cells if not store.has(c.kind, c.key)]
     if job_starts is None and cfg.get("index") is not None:
