@@ -15,7 +15,8 @@ LAYERS = [
     ["cli"], ["tasks"], ["plan_task", "bench", "verify"], ["sweep"], ["workers"], ["study"],
     ["report", "tables", "plots", "auditing"], ["pipeline", "checks"], ["plan", "cells"],
     ["methods", "audits", "models", "registry", "tracking", "certified"],
-    ["data", "training", "store", "metrics", "schemas", "errors", "files", "interrupts", "rundir", "__init__"],
+    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "files", "interrupts", "rundir",
+     "__init__"],
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
 # Function-local project imports keep these light to import: `unlearnlab --help` and the start-up
