@@ -5,6 +5,10 @@ or any model trained, each refused with one ConfigError line that names the fix.
 Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py), and
 `tasks.run_task` runs it again on the job's config. It checks:
 
+- plugins: every installed plugin (unlearnlab.plugins) imports, its entry point names a top-level
+  package, its option names clash with no built-in option or other plugin's, and its config files
+  name `_target_`s only in its own package or unlearnlab's allowed set;
+
 - code: every `_target_`, `hydra.*` included (registry.check_targets); Hydra's logging config
   (no factories, known handler classes, log files only in the run's output folder), the
   environment variables `hydra.job.env_set` may set, submitit's shell fields (command line only);
@@ -26,17 +30,20 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
+import os
 import re
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearnlab import schemas
+from unlearnlab import plugins, schemas
 from unlearnlab.errors import ConfigError, safe_name
-from unlearnlab.registry import check_targets, target_object
+from unlearnlab.registry import RULES, check_targets, target_object, target_problem
 from unlearnlab.store import check_root
 
 # Keys of a method config the framework reads (plan.FRAMEWORK_KEYS); the class never sees them.
@@ -54,7 +61,6 @@ ENV_SET_ALLOWED = re.compile(
 LOG_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter",
                          "colorlog.ColoredFormatter"})
 LOG_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
-LOG_FILE_PREFIXES = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
 SHELL_KEYS = ("setup", "srun_args", "additional_parameters")  # submitit launcher fields that reach a shell
 
 
@@ -63,16 +69,18 @@ def check_config(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hydra_node = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
-    check_schemas(cfg, hydra_node)  # first: it resolves nothing
+    check_plugins()
+    check_schemas(cfg, hydra_node)  # it resolves nothing
     for key in cfg:
         if key != "hydra":
             check_targets(cfg.get(key), f"config.{key}")
     if hydra_node is not None:
-        check_hydra(hydra_node)
+        check_hydra(hydra_node, cfg if "hydra" in cfg else None)
     if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
         names = list(cfg.get("methods") or {})
         raise ConfigError(f"method.{next(iter(cfg.method), 'KEY')} is not a config key: a method's arguments sit at "
-                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them")
+                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them "
+                          f"(a conf/method/NAME.yaml must start with `# @package methods.NAME` on its first line)")
     view = _Resolver(cfg, strict=HydraConfig.initialized() and "hydra" not in cfg)
     check_missing(cfg)
     check_paths(view)
@@ -81,6 +89,7 @@ def check_config(cfg: DictConfig) -> None:
     check_trainer(view.get("trainer"))
     methods = method_configs(view)
     check_objective(view.get("objective"), methods)
+    check_dataset(view.get("dataset"))
     model_obj = check_model(view.get("model"))
     for where, mcfg in methods.items():
         check_method(where, mcfg, model_obj, view.get("model") or {})
@@ -104,13 +113,62 @@ class _Resolver:
             return None
 
 
+# -- plugins ---------------------------------------------------------------------------------
+def check_plugins() -> None:
+    """The installed plugins, before any of their code is asked for: the first problem, one line."""
+    lines = plugins.problems() or plugin_config_problems(plugins.installed()) or plugins.import_problems()
+    if lines:
+        raise ConfigError(lines[0])
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_config_problems(installed: tuple[plugins.Plugin, ...]) -> list[str]:
+    """A plugin's config files may name `_target_`s in its own package, or what unlearnlab's own
+    configs may name (its methods, torch.optim, …) — never another package, another plugin's included."""
+    out = []
+    for plugin in installed:
+        if plugin.conf is None:
+            continue
+        for path in sorted(plugin.conf.rglob("*.yaml")):
+            try:
+                node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            except Exception as err:  # noqa: BLE001 - a file that does not parse is the plugin's to fix
+                out.append(f"{plugin.label}: {path} does not parse ({str(err).splitlines()[0]}); fix the file")
+                continue
+            for target in _targets(node):
+                if not isinstance(target, str) or target.startswith(plugin.package + "."):
+                    continue
+                builtin = next((r for r in RULES if target.startswith(r.prefix)), None)
+                if builtin is None or target_problem(target) is not None:
+                    rel = path.relative_to(plugin.conf.parent)
+                    out.append(f"{plugin.label}: {plugin.package}/{rel} names _target_ {target}, outside its package "
+                               f"{plugin.package}; a plugin's configs name its own classes (move the class into "
+                               f"{plugin.package}, or make its package a plugin of its own)")
+    return out
+
+
+def _targets(node: Any):
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
+
+
 # -- code ------------------------------------------------------------------------------------
-def check_hydra(h: DictConfig) -> None:
-    """Hydra's own nodes, which Hydra acts on before the app runs."""
+def check_hydra(h: DictConfig, root: DictConfig | None = None) -> None:
+    """Hydra's own nodes, which Hydra acts on before the app runs. ROOT: the whole composed config
+    when Hydra is still composing it (its values are then resolved as Hydra will resolve them);
+    None in a job, where H is Hydra's own copy and values that need the rest were checked at launch."""
     check_targets(h, "hydra")
-    for part in ("hydra_logging", "job_logging"):
-        node = OmegaConf.to_container(h.get(part), resolve=False) if h.get(part) is not None else None
-        _check_logging(node, f"hydra.{part}")
+    with _resolvable(h, root) as (resolved, run_dir):
+        for part in ("hydra_logging", "job_logging"):
+            node = resolved(f"{part}")
+            _check_logging(node, f"hydra.{part}", run_dir)
+        _check_launcher_shell(h, resolved("launcher"))
     env = h.job.get("env_set") if h.get("job") is not None else None
     for name in env or ():
         if not ENV_SET_ALLOWED.fullmatch(str(name)):
@@ -118,19 +176,80 @@ def check_hydra(h: DictConfig) -> None:
                 f"hydra.job.env_set.{name} is refused: a config may set only thread counts, CUDA_VISIBLE_DEVICES "
                 f"and WANDB_MODE/WANDB_SILENT; set {name} in your shell if you mean it"
             )
-    _check_launcher_shell(h)
     if h.get("job") is not None and h.job.get("name") is not None:
         safe_name(h.job.name, "hydra.job.name")
     if h.get("output_subdir") is not None:
         safe_name(h.output_subdir, "hydra.output_subdir")
 
 
-def _check_launcher_shell(h: DictConfig) -> None:
-    """submitit writes these into each job's sbatch script (`setup` lines run as shell commands):
-    only the user's own command line may set them, never a config file or preset."""
+RUN_DIR = "/unlearnlab-run-folder"  # where the run's folder stands while Hydra composes (it knows it only later)
+
+
+@contextmanager
+def _resolvable(h: DictConfig, root: DictConfig | None):
+    """(resolved(KEY) -> a node of H as a plain container, resolved; the run folder it resolves
+    against). While composing (ROOT given), Hydra has not chosen the run's folder yet: the
+    values are resolved with `hydra.runtime.output_dir` set to RUN_DIR for the while, `${hydra:...}`
+    reading ROOT; a value that cannot be resolved is refused. In a job (ROOT
+    None) they resolve against the real folder, and a value that needs the rest of the config
+    (checked at launch) is skipped."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    if root is None:
+        run_dir = OmegaConf.select(h, "runtime.output_dir", default=None, throw_on_missing=False)
+
+        def lenient(key: str) -> Any:
+            try:
+                node = OmegaConf.select(h, key, throw_on_missing=False)
+                return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+            except OmegaConfBaseException:
+                return None
+
+        yield lenient, run_dir
+        return
+    runtime = root.hydra.runtime
+    saved_dir = OmegaConf.to_container(runtime, resolve=False).get("output_dir")  # "???" while composing
+    instance = HydraConfig.instance()
+    saved = instance.cfg
+
+    def strict(key: str) -> Any:
+        try:
+            node = OmegaConf.select(root.hydra, key, throw_on_missing=False)
+            return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"hydra.{key}: {str(err).splitlines()[0]}") from None
+
+    # in place, restored below (a copy of the whole config cost more than every other check)
+    with read_write(runtime), open_dict(runtime):
+        runtime.output_dir = RUN_DIR
+    instance.cfg = root  # type: ignore[assignment]  # what `${hydra:...}` reads (HydraConfig.get() is cfg.hydra)
+    try:
+        yield strict, RUN_DIR
+    finally:
+        instance.cfg = saved  # type: ignore[assignment]
+        with read_write(runtime), open_dict(runtime):
+            runtime.output_dir = saved_dir
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_launcher_shell(h: DictConfig, resolved: Any) -> None:
+    """submitit writes every launcher field into each job's sbatch script (`setup` lines run as
+    shell commands, `srun_args` join srun's command line, the rest become `#SBATCH` lines): no
+    value may hold a control character (a newline would start a command), checked after
+    resolution; and the fields that are shell commands only from the user's own command line,
+    never from a config file or preset."""
     launcher = h.get("launcher")
     if launcher is None or not str(launcher.get("_target_", "")).startswith("hydra_plugins.hydra_submitit_launcher."):
         return
+    for where, text in _strings(resolved, "hydra.launcher"):
+        if _CONTROL.search(text):
+            raise ConfigError(
+                f"{where}={text!r} holds a control character (a newline, tab, ...); submitit writes it into each "
+                f"job's batch script, where a newline starts a new command: remove it"
+            )
     typed = {str(o).split("=", 1)[0].lstrip("+~") for o in (h.get("overrides", {}).get("hydra") or [])}
     for key in SHELL_KEYS:
         if launcher.get(key) and f"hydra.launcher.{key}" not in typed:
@@ -140,12 +259,28 @@ def _check_launcher_shell(h: DictConfig) -> None:
             )
 
 
-def _check_logging(node: Any, where: str) -> None:
+def _strings(node: Any, where: str):
+    """(where, text) for every string in a plain container, dict keys included."""
+    if isinstance(node, str):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(str(key), f"{where} (key)")
+            yield from _strings(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, f"{where}[{i}]")
+
+
+def _check_logging(node: Any, where: str, run_dir: str | None = None) -> None:
     """logging.config.dictConfig calls whatever a `()` or `class` key names and opens any file a
-    handler names: only known classes, standard streams, and files in the run's output folder."""
+    handler names: only known classes, standard streams, and files in the run's output folder —
+    checked on the values as Hydra hands them to dictConfig, after interpolation (two
+    interpolations may spell `..`). RUN_DIR: the run folder they resolve against (None: unknown
+    here, checked at launch)."""
     if isinstance(node, list):
         for i, v in enumerate(node):
-            _check_logging(v, f"{where}[{i}]")
+            _check_logging(v, f"{where}[{i}]", run_dir)
     if not isinstance(node, dict):
         return
     for key, value in node.items():
@@ -158,11 +293,19 @@ def _check_logging(node: Any, where: str) -> None:
             raise ConfigError(f"{here}={value} is refused; use one of {sorted(LOG_CLASSES)}")
         if isinstance(value, str) and value.startswith("ext://") and value not in LOG_STREAMS:
             raise ConfigError(f"{here}={value} is refused; use ext://sys.stdout or ext://sys.stderr")
-        if key == "filename" and not (isinstance(value, str) and value.startswith(LOG_FILE_PREFIXES)
-                                      and ".." not in value[len("${hydra.runtime.output_dir}"):]):
-            raise ConfigError(f"{here}={value} is refused: job logs go in the run's folder, e.g. "
+        if key == "filename" and not (run_dir is None and value is None) and not _inside(value, run_dir):
+            shown = str(value).replace(RUN_DIR, "${hydra.runtime.output_dir}")
+            raise ConfigError(f"{here}={shown} is refused: job logs go in the run's folder, e.g. "
                               f"{here}=${{hydra.runtime.output_dir}}/${{hydra.job.name}}.log")
-        _check_logging(value, here)
+        _check_logging(value, here, run_dir)
+
+
+def _inside(value: Any, run_dir: str | None) -> bool:
+    """Whether VALUE, a resolved file name, lies inside RUN_DIR (after `..` and `.` are applied)."""
+    if not isinstance(value, str) or run_dir is None:
+        return False
+    path = os.path.normpath(value)
+    return os.path.isabs(path) and path.startswith(os.path.normpath(run_dir) + os.sep)
 
 
 # -- schemas ---------------------------------------------------------------------------------
@@ -354,6 +497,10 @@ def check_names(cfg: DictConfig, view: _Resolver) -> None:
         safe_name(name, f"methods.{name}")
         if isinstance(mcfg, dict) and "name" in mcfg:
             safe_name(mcfg["name"], f"methods.{name}.name")
+            if str(mcfg["name"]) != str(name):
+                raise ConfigError(f"methods.{name}.name={mcfg['name']} differs from the option's name {name}: a method "
+                                  f"is named by its config file (conf/method/{name}.yaml); set name: {name} or leave "
+                                  f"it out")
     for name in view.get("audit") or {}:
         safe_name(name, f"audit.{name}")
     study = view.get("study_name")
@@ -536,6 +683,15 @@ def _arguments(node: dict[str, Any], framework: tuple[str, ...]) -> dict[str, An
     return {k: v for k, v in node.items() if k not in framework and not k.startswith("_")}
 
 
+def check_dataset(dataset: Any) -> None:
+    """A dataset whose loader the config names (`dataset=` with `_target_`, a plugin's source):
+    the loader allowed, its `options` bound to its signature (root and download are given)."""
+    if not isinstance(dataset, dict) or "_target_" not in dataset:
+        return
+    obj = target_object(dataset["_target_"], "config.dataset")
+    bind_arguments(obj, dict(dataset.get("options") or {}), ("root", "download"), "dataset.options")
+
+
 def check_model(model: Any) -> Any:
     """The model's class (or builder), its arguments bound to it. None when there is no model node."""
     if not isinstance(model, dict) or "_target_" not in model:
@@ -573,13 +729,21 @@ def model_kind(obj: Any) -> str:
     return DEFAULT_MODEL_KIND
 
 
+def kind_overrides(kinds: frozenset[str] | None) -> list[str]:
+    """The overrides that give a study a model of one of KINDS: [] for networks (the default model),
+    `model=logreg recipe=exact` for the certified methods' logistic regression."""
+    if kinds is None or DEFAULT_MODEL_KIND in kinds:
+        return []
+    return ["model=logreg", "recipe=exact"] if "logreg" in kinds else []
+
+
 def check_applies(cls: type, model_obj: Any, method_name: str, model_name: str) -> None:
     """A method that cannot apply to this model says so now, instead of failing after training
     or running as a no-op."""
     kinds, kind = method_model_kinds(cls), model_kind(model_obj)
     if kinds is not None and kind not in kinds:
         want = " or ".join(sorted(kinds))
-        hint = "model=logreg recipe=exact" if "logreg" in kinds else f"a {want} model (e.g. model=small_cnn)"
+        hint = " ".join(kind_overrides(kinds)) if kind_overrides(kinds) else f"a {want} model (e.g. model=small_cnn)"
         raise ConfigError(
             f"method {method_name} ({cls.__name__}) applies to {want} models, but model={model_name} is a "
             f"{kind} model; use {hint}, or a method for {kind} models"

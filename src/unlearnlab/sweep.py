@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab.errors import ConfigError, safe_name
+from unlearnlab.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ def job_indices(cfg: DictConfig) -> list[int]:
         i = int(index)
     except (TypeError, ValueError):
         raise ConfigError(f"index={index!r} must be an integer in [0, n_models={n})") from None
+    return slice_indices(n, k, i)
+
+
+def slice_indices(n: int, k: int, i: int) -> list[int]:
+    """Indices i .. i+k-1 of N cells, clipped to n_models."""
     if not 0 <= i < n:
         raise ConfigError(f"index={i} is outside [0, n_models={n}); the audit reads cells 0..{n - 1}")
     return list(range(i, min(i + k, n)))
@@ -76,7 +82,7 @@ def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
     pipe = open_pipeline(cfg)
     log.info("cells %s in %d worker(s), %d torch thread(s) each", index_ranges(indices), workers, threads)
     done = run_cells(pipe, indices, workers, threads)
-    (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
+    write_atomic(pipe.output_dir / "cells.json", json.dumps(done, indent=1))
     return done
 
 
@@ -102,12 +108,12 @@ def explain_missing(store, planner, cells) -> str | None:
     if not missing:
         return None
     stored: dict[str, list[dict[str, Any]]] = {}
+    from unlearnlab.store import read_meta
+
     for kind, _key, path in store.entries():
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError):
-            continue
-        stored.setdefault(kind, []).append(meta)
+        meta = read_meta(path)  # bounded, regular files only
+        if isinstance(meta, dict):
+            stored.setdefault(kind, []).append(meta)
     lines: list[str] = []
     by_name: dict[tuple[str, str], list] = {}
     for c in missing:
@@ -176,12 +182,13 @@ def check_audit_inputs(cfg: DictConfig) -> None:
     from unlearnlab.data import load_study_data
     from unlearnlab.pipeline import data_id
     from unlearnlab.plan import Planner
+    from unlearnlab.registry import source_loader
     from unlearnlab.store import Store
 
     n = int(cfg.n_models)
     if n < 2:
         raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
-    planner = Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split)))
+    planner = Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset))))
     store = Store(cfg.paths.store)
     why = explain_missing(store, planner, planner.cells())
     if why:
@@ -195,18 +202,16 @@ def check_audit_inputs(cfg: DictConfig) -> None:
 def audit_task(cfg: DictConfig) -> float | None:
     """Audit cells from the store only (never trains): same table, results.json, report, W&B run."""
     import torch
-    from omegaconf import open_dict, read_write
 
     from unlearnlab.study import run_study
 
     accel = str(cfg.trainer.get("accelerator", "cpu"))
+    device = None
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():
         log.info("audit: no CUDA here; reading the cells on the CPU")  # the audit never trains
-        cfg = cfg.copy()
-        with read_write(cfg), open_dict(cfg):
-            cfg.trainer.accelerator = "cpu"
+        device = "cpu"  # the cells keep the study's keys (trainer.accelerator is in them)
     check_audit_inputs(cfg)
-    return run_study(cfg, compute=False)
+    return run_study(cfg, compute=False, device=device)
 
 
 # -- the audit at the end of a multirun --------------------------------------------------------
@@ -214,8 +219,9 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
     """The audits a `task=cell` sweep calls for: one per combination of its sweep values other
     than `index` and `method`, with task=audit; the methods of a sweep (`method=a,b,c`) are
     audited together, `method=[a,b,c]`, so one table compares them. [] when the task is not `cell`."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from unlearnlab.hydra_internals import split_sweep
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(list(task_overrides))
@@ -224,7 +230,7 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
         return []
     kept = [o for o in parsed if o.key_or_group not in INDEX_KEYS and o.key_or_group != "task"]
     kept = [parser.parse_override(_methods_together(o)) if o.key_or_group == "method" else o for o in kept]
-    combos = [b for batch in BasicSweeper.split_arguments(kept, None) for b in batch] if kept else [[]]
+    combos = split_sweep(kept) if kept else [[]]
     seen, out = set(), []
     for combo in combos:
         ov = ["task=audit", *combo]

@@ -28,6 +28,8 @@ from unlearnlab.methods.random_label import RandomLabel
 
 
 class SalUn(RandomLabel):
+    code_version = 2  # 2: the mask from one shuffled, augmented pass of the forget loader (issue 22)
+
     def __init__(self, model, data, mask_fraction: float = 0.5, **hparams) -> None:
         super().__init__(model, data, **hparams)
         if not 0.0 < float(mask_fraction) <= 1.0:
