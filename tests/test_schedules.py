@@ -350,7 +350,7 @@ def test_every_method_config_runs_its_sources_schedule(name, small_data, trained
                 want = [list(e) if isinstance(e, tuple) else [e] for e in first]
                 assert fit[: len(want)] == [pytest.approx(e, abs=5e-5) for e in want], \
                     f"{name}: first lrs {fit[: len(want)]}, the source ({source.where}) gives {want}"
-    assert not fits or cls.trains, f"{name} declares trains=False but ran {len(fits)} fit(s)"
+    assert bool(fits) == cls.trains, f"{name}: trains = {cls.trains}, but it ran {len(fits)} fit(s)"
     assert [len(f) for f in fits] == [len(f) for f in expected], \
         f"{name}: epochs per fit {[len(f) for f in fits]}, {where} gives {[len(f) for f in expected]}"
     for i, (got, want) in enumerate(zip(fits, expected)):
