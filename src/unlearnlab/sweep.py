@@ -360,7 +360,7 @@ class ReauditCallback(_HydraCallback):  # type: ignore[misc,valid-type]
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
         selection["value"] = value
-        (out / "selection.json").write_text(json.dumps(selection, indent=2, default=str))
+        write_atomic(out / "selection.json", json.dumps(selection, indent=2, default=str))
 
 
 def run_study_composed(config_name: str, overrides: list[str], out: Path, selection: dict | None = None) -> Any:
