@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab import plots
 from unlearnlab.metrics import Catalogue
-from unlearnlab.tables import REFERENCE_ROW, fmt, grouped_rows, pairwise_rows, pairwise_summary
+from unlearnlab.tables import (REFERENCE_ROW, SKIPPED, data_line, fmt, grouped_rows, pairwise_rows, pairwise_summary,
+                               skipped_rows)
 
 PLOTS_DIR = "plots"
 
@@ -208,6 +209,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         intro += (f" `{plots.CONTROL}` is the control: retrained models audited against the reference ones, "
                   "the best any method can look.")
     doc.add("p", intro)
+    if data := results.get("data"):
+        doc.add("p", data_line(results))
+        doc.add("list", [f"`{k}`: `{v}`" for k, v in data.items()])
     doc.add("h2", "Results")
     catalogue = Catalogue.from_results(results)
     for title, table in grouped_rows(results):
@@ -216,6 +220,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
         legend = [f"`{c}`: {catalogue.help(c)}" for c in table[0] if c != "method" and catalogue.help(c)]
         if legend:
             doc.add("list", legend)
+    if skipped := skipped_rows(results):
+        doc.add("h3", SKIPPED)
+        doc.add("table", skipped)
     if matrix := pairwise_rows(results):
         doc.add("h2", "Which methods differ")
         doc.add("p", pairwise_summary(results))

@@ -20,7 +20,7 @@ from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from unlearnlab.auditing import audit_methods
+from unlearnlab.auditing import audit_methods, data_record
 from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
@@ -93,7 +93,9 @@ class Study:
         }
         classes = [get_class(m["_target_"]) for m in planner.methods.values() if m.get("_target_")]
         reference_of = {name: planner.reference_of(name) for name in planner.methods}
-        return audit_methods(self.cfg, labels, retrained, methods, reference_of, classes)
+        results = audit_methods(self.cfg, labels, retrained, methods, reference_of, classes)
+        results["data"] = data_record(data.fingerprint(), data.split.forget.cpu().numpy(), split=str(self.cfg.split.name))
+        return results
 
     def run(self, compute: bool = True) -> dict[str, Any]:
         cells = self.planner.cells()
