@@ -189,11 +189,19 @@ def check_together(folders: dict[str, tuple[Path, list[Path], dict[str, np.ndarr
     return classes
 
 
+def accuracy(logits: np.ndarray, labels: np.ndarray, part: str) -> np.ndarray:
+    """Per model, computed as cells.measure computes a cell's, so a study's own cells give its
+    numbers: a float32 mean for forget/test/val, an exact fraction for retain."""
+    correct = (logits.argmax(-1) == labels[None, :]).sum(axis=1)
+    if part == "retain":
+        return correct / len(labels)
+    return (correct.astype(np.float32) / np.float32(len(labels))).astype(float)
+
+
 def outputs_of(parts: dict[str, np.ndarray], labels: dict[str, np.ndarray]) -> ModelOutputs:
     """ModelOutputs with accuracies computed from the logits (per model); the audits read the
     retain rows labels.npz names in `retain_sample` (a study's fixed subsample), or all of them."""
-    metrics = {f"{key}/acc": (x.argmax(-1) == labels[key][None, :]).mean(axis=1).astype(float)
-               for key, x in parts.items()}
+    metrics = {f"{key}/acc": accuracy(x, labels[key], key) for key, x in parts.items()}
     retain = parts.get("retain")
     if retain is not None and "retain_sample" in labels:
         retain = retain[:, labels["retain_sample"]]

@@ -15,8 +15,9 @@ enters the store:
   own sha256;
 - import reads the tar member by member and refuses, in one line, with the store unchanged:
   anything that is not a regular file the manifest lists (links, folders, absolute paths, `..`,
-  duplicates, extra tar headers), a size or sha256 that differs, non-zero padding or bytes after
-  the archive's end (so every byte of the file is accounted for), a meta.json whose own checksum
+  duplicates, extra tar headers), a header other than the one export writes, a size or sha256
+  that differs, non-zero padding or bytes after the archive's end (so every byte of the file
+  is accounted for), a meta.json whose own checksum
   or recorded key differs, a spec that does not hash to its key (the key is re-derived, never
   trusted), a manifest spec that differs from the entry's, a file that is not safetensors, and
   (with import.check_data, the default) cells for other data than the config loads;
@@ -358,6 +359,11 @@ class _Reader:
         if m.offset != self.offset:
             raise _Refused(f"extra tar headers before member {m.name!r} (task=export writes none)")
         _safe_member(m)
+        # the whole 512-byte header, byte for byte as export writes it (tar's own header checksum
+        # skips the byte after its NUL, and ignores fields tarfile does not read)
+        self.raw.seek(m.offset)
+        if self.raw.read(BLOCK) != _info(m.name, m.size).tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape"):
+            raise _Refused(f"the tar header of {m.name!r} is not the one task=export writes (damaged or edited)")
         return m
 
     def stream(self, m: tarfile.TarInfo, sink) -> str:
@@ -366,7 +372,10 @@ class _Reader:
         f = self.tar.extractfile(m)
         left = m.size
         while left:
-            chunk = f.read(min(CHUNK, left))
+            try:
+                chunk = f.read(min(CHUNK, left))
+            except tarfile.TarError:
+                chunk = b""
             if not chunk:
                 raise _Refused(f"it ends inside member {m.name!r} (truncated)")
             h.update(chunk)
