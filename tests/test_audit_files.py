@@ -228,7 +228,8 @@ def test_the_forget_set_sizes_of_reference_and_methods_must_agree_through_the_cl
     ([], "task=audit_files needs at least one method folder: +files.methods.NAME=DIR"),
     (["files.labels=null"], "task=audit_files needs files.labels=PATH"),
     ([f"+files.methods.{'m' * 201}=x"], "is 201 characters long"),  # a method's name becomes a folder name
-    (["files.lables=x"], "files.lables"),
+    (["files.lables=x"], "files.lables is not a files key; did you mean files.labels?"),
+    (["files.methods.mine=x"], "files.methods.mine: a method folder is a new key; add it with a plus: +files.methods.mine=x"),
 ])
 def test_missing_or_misspelt_options_are_refused_at_start_up(tmp_path, extra, expected):
     err = inprocess_error(tmp_path / "out", *overrides(tmp_path), *extra)

@@ -226,15 +226,17 @@ class _BytesReader:
 
 def log_artifact(cfg: DictConfig, path: Path, manifest: dict[str, Any]) -> str | None:
     """export.wandb=true: the bundle as a W&B artifact (type unlearnlab-cells) of an `export` run in
-    logger=wandb's project. A failure is a warning: the bundle on disk is the result."""
+    logger=wandb's project; returns a line saying where it went. A failure is a warning: the bundle
+    on disk is the result."""
     try:
         import wandb
 
         logger = cfg.logger
         name = "cells-" + re.sub(r"[^A-Za-z0-9_.-]", "_", str(cfg.study_name))[:100]
+        mode = wandb_mode(logger.get("mode"))
         run = wandb.init(
             project=logger.get("project", "unlearnlab"), entity=logger.get("entity"), group=str(cfg.study_name),
-            job_type="export", name=f"export-{cfg.study_name}", mode=wandb_mode(logger.get("mode")),
+            job_type="export", name=f"export-{cfg.study_name}", mode=mode,
             dir=str(output_dir(cfg)), reinit="create_new", config=config_dict(cfg.export),
             settings=wandb.Settings(silent=True, console="off", init_timeout=float(logger.get("init_timeout", 30))),
         )
@@ -243,10 +245,16 @@ def log_artifact(cfg: DictConfig, path: Path, manifest: dict[str, Any]) -> str |
                                   metadata={"manifest_sha256": manifest["manifest_sha256"], "cells": counts,
                                             "data": manifest["data"], "study": manifest["study"]})
         artifact.add_file(str(path), name=path.name)
-        run.log_artifact(artifact)
+        logged = run.log_artifact(artifact)
+        if mode == "online":
+            logged.wait()  # uploaded: its version is known
+            where = logged.qualified_name  # ENTITY/PROJECT/NAME:VERSION
+            line = f"logged as W&B artifact {where} (type {BUNDLE}); fetch it with import.artifact={where}"
+        else:
+            line = (f"logged offline as W&B artifact {name} (type {BUNDLE}); `wandb sync {Path(run.dir).parent}` uploads it, "
+                    f"then import.artifact=ENTITY/{run.project}/{name}:VERSION fetches it")
         run.finish()
-        where = "/".join(str(p) for p in (logger.get("entity"), logger.get("project", "unlearnlab")) if p)
-        return f"{where}/{name}"
+        return line
     except Exception as err:  # noqa: BLE001 - tracking never costs a result
         warnings.warn(f"W&B artifact of the bundle failed ({type(err).__name__}: {err}); the bundle {path} is written",
                       stacklevel=2)
@@ -262,9 +270,8 @@ def export_task(cfg: DictConfig) -> Path:
     data = manifest["data"]
     console.print(f"data fingerprint {data['fingerprint']}; forget set of {data['n_forget']} examples, "
                   f"indices sha256 {data['forget_indices_sha256']}", soft_wrap=True)
-    if cfg.export.wandb and (name := log_artifact(cfg, path, manifest)):
-        console.print(f"logged as W&B artifact {name} (type {BUNDLE}); import it with import.artifact={name}:VERSION",
-                      soft_wrap=True)
+    if cfg.export.wandb and (line := log_artifact(cfg, path, manifest)):
+        console.print(line, soft_wrap=True)
     console.print(f"import it: unlearnlab task=import import.path={path} paths.store=STORE "
                   f"with this study's dataset/split/model overrides", soft_wrap=True)
     return path
@@ -444,7 +451,7 @@ def import_bundle(path: Path, store: Store, expected_data: str | None = None, da
             raise ConfigError(f"bundle {path} carries no forget-index file (exported with export.forget_indices=false); "
                               f"drop import.forget_indices")
         if expected_data is not None:
-            _check_data(manifest, expected_data, data_hint)
+            _check_data(path, manifest, expected_data, data_hint)
         result = Imported(manifest)
         seen: set[str] = set()
         forget_parts: list[bytes] = []
@@ -504,14 +511,14 @@ def _rmdir(path: Path) -> None:
         pass  # not empty (someone else's entries) or already gone
 
 
-def _check_data(manifest: dict[str, Any], expected: str, hint: str) -> None:
+def _check_data(path: Path, manifest: dict[str, Any], expected: str, hint: str) -> None:
     data = manifest.get("data") or {}
     theirs = {e["spec"].get("data") for e in manifest["entries"]} | {data.get("fingerprint")}
     if theirs != {expected}:
         study = manifest.get("study") or {}
         ds, sp = (study.get("dataset") or {}).get("name"), (study.get("split") or {}).get("name")
         raise ConfigError(
-            f"bundle refused: its cells are for other data (fingerprint {str(data.get('fingerprint'))[:16]}…, "
+            f"bundle {path} refused: its cells are for other data (fingerprint {str(data.get('fingerprint'))[:16]}…, "
             f"dataset {ds}, split {sp}) than this config loads ({expected[:16]}…, {hint}); nothing was imported: "
             f"import with the dataset/split overrides of the study it came from, or import.check_data=false"
         )

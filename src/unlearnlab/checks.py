@@ -269,6 +269,10 @@ def composition_error(err: BaseException) -> ConfigError | None:
     if group not in schemas.SCHEMAS:
         return _unknown_key_outside_schemas(cause, full_key, prefix)
     schema = cause.object_type if schemas.is_schema(cause.object_type) else None
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key.startswith("files.methods."):
+        add = re.search(r"use (\+\S+)", text)  # task=audit_files: the method names are the user's
+        return ConfigError(f"{prefix}{full_key}: a method folder is a new key; add it with a plus: "
+                           f"{add.group(1) if add else f'+{full_key}=DIR'}")
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and schema is not None:
         key = str(cause.key)
         if group in schemas.OPEN_GROUPS:
