@@ -124,9 +124,11 @@ def logits_task(cfg: DictConfig) -> Path:
     out = Path(str(cfg.logits.out)).expanduser()
     check_out(out, {f"{p.stem}.npz" for p in ckpts} | {"labels.npz"})
     data = load_study_data(cfg.dataset, cfg.split).to(device)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-logits-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    done = False
     try:
         np.savez(tmp / "labels.npz", **labels_arrays(data))
         for path in ckpts:
@@ -138,8 +140,11 @@ def logits_task(cfg: DictConfig) -> Path:
             console.print(f"{path.name}: {accs}", soft_wrap=True)
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)
+        done = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if created and not done:
+            shutil.rmtree(out, ignore_errors=True)  # a folder this run made: gone again
     console.print(f"wrote {len(ckpts)} model files and labels.npz to {out} "
                   f"(audit them: unlearnlab task=audit_files files.labels={out / 'labels.npz'} ...)", soft_wrap=True)
     return out
