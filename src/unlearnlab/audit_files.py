@@ -82,7 +82,8 @@ def read_labels(path: Path) -> dict[str, np.ndarray]:
                               f"(and {', '.join(LABEL_EXTRAS)}): rename or remove it")
     for key in REQUIRED:
         if key not in labels:
-            raise ConfigError(f"files.labels: {path} has no {key!r} labels; add them: np.savez(PATH, forget=y_forget, test=y_test)")
+            raise ConfigError(f"files.labels: {path} has no {key!r} labels; add them: "
+                              f"np.savez(PATH, forget=y_forget, test=y_test)")
     for key in [*PARTS, "retain_sample", "forget_indices"]:
         y = labels.get(key)
         if y is not None and (y.ndim != 1 or not np.issubdtype(y.dtype, np.integer)):

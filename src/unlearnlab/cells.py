@@ -146,7 +146,8 @@ def method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod
 
 
 @torch.no_grad()
-def measure(model: torch.nn.Module, data: StudyData, batch_size: int = 1024, parts: tuple[str, ...] = MEASURED_PARTS):
+def measure(model: torch.nn.Module, data: StudyData, batch_size: int = 1024,
+            parts: tuple[str, ...] = MEASURED_PARTS):
     """Logits on PARTS (by default the parts the audits read; task=logits adds the whole retain
     set), accuracies on every part."""
     device = data.device
