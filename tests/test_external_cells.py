@@ -318,8 +318,10 @@ def test_no_single_byte_of_a_bundle_can_change_unnoticed(study, tmp_path):
     root, _ = study
     small = tmp_path / "original.tar"
     unlearnlab_inprocess(tmp_path / "export", *STUDY, f"paths.root={root}", "task=export", f"export.path={small}",
-                         "export.kinds=[original]")
+                         "export.kinds=[original]", "export.forget_indices=false")
     good = small.read_bytes()
+    with pytest.raises(ConfigError, match="carries no forget-index file"):
+        import_bundle(small, Store(tmp_path / "ok"), want_forget=True)
     assert import_bundle(small, Store(tmp_path / "ok")).placed == {"original": 1}
     with tarfile.open(small) as tar:
         ms = tar.getmembers()

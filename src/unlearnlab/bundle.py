@@ -244,7 +244,7 @@ def log_artifact(cfg: DictConfig, path: Path, manifest: dict[str, Any]) -> str |
         artifact = wandb.Artifact(name, type=BUNDLE, description=f"cells of study {cfg.study_name} (unlearnlab bundle)",
                                   metadata={"manifest_sha256": manifest["manifest_sha256"], "cells": counts,
                                             "data": manifest["data"], "study": manifest["study"]})
-        artifact.add_file(str(path), name=path.name)
+        artifact.add_file(str(path), name=path.name, policy="immutable")  # no staging copy of a 23 GB file
         logged = run.log_artifact(artifact)
         if mode == "online":
             logged.wait()  # uploaded: its version is known
