@@ -323,9 +323,13 @@ def _check_manifest(m: Any) -> dict[str, tuple[int, str]]:
             add(member_name(e["kind"], e["key"], name), e["files"][name])
     forget = m.get("forget_indices")
     if forget is not None:
-        if not isinstance(forget, dict) or forget.get("path") != FORGET_FILE:
+        split = forget.get("split") if isinstance(forget, dict) else None
+        if (not isinstance(split, dict) or forget.get("path") != FORGET_FILE
+                or not {"seed", "val_fraction", "val_seed"} <= set(split) or not isinstance(forget.get("count"), int)):
             raise _Refused("its manifest's forget_indices record is malformed")
         add(FORGET_FILE, forget)
+        if expected[FORGET_FILE][0] > MAX_SMALL:
+            raise _Refused(f"its {FORGET_FILE} is {expected[FORGET_FILE][0]} bytes (more than {MAX_SMALL})")
     return expected
 
 
@@ -340,15 +344,17 @@ def _safe_member(m: tarfile.TarInfo) -> None:
 
 
 class _Reader:
-    """Walks the tar's members in order and accounts for every byte: headers (tar's own header
-    checksum), contents (sha256), padding and the end of the archive (zeros)."""
+    """Walks the tar's members in order and accounts for every byte: headers (byte for byte),
+    contents (sha256), padding and the end of the archive (zeros). tarfile parses; a second
+    handle (`raw`) reads the bytes tarfile skips."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.raw = open(path, "rb")
         try:
-            self.raw = open(path, "rb")
-            self.tar = tarfile.open(fileobj=self.raw, mode="r:")
+            self.tar = tarfile.open(path, mode="r:")
         except tarfile.TarError as err:
+            self.raw.close()
             raise _Refused(f"it is not an uncompressed tar (as task=export writes) ({err})") from None
         self.offset = 0  # where the next header must start
 
