@@ -76,3 +76,29 @@ def assert_same_audit(a: dict, b: dict) -> None:
             if k.startswith("cost/"):
                 continue  # wall time
             assert v == pytest.approx(b["methods"][m][k], rel=1e-6, abs=1e-9, nan_ok=True), (m, k)
+
+
+def assert_identical_audit(a: dict, b: dict) -> None:
+    """Bit for bit: every number but wall time equal (==, NaN = NaN)."""
+    assert a["methods"].keys() == b["methods"].keys()
+    for m, row in a["methods"].items():
+        other = b["methods"][m]
+        assert {k for k in row if not k.startswith("cost/")} == {k for k in other if not k.startswith("cost/")}, m
+        for k, v in row.items():
+            if not k.startswith("cost/"):
+                assert v == other[k] or (v != v and other[k] != other[k]), (m, k, v, other[k])
+
+
+def assert_same_cells(store_a: Path, store_b: Path) -> None:
+    """Every entry of store A is in store B with the same bytes (weights and logits; meta.json holds
+    the wall time)."""
+    found = 0
+    for kind in ("original", "retrain", "unlearn"):
+        for entry in entries(store_a, kind):
+            twin = store_b / kind / entry.name
+            assert (twin / "meta.json").is_file(), f"{kind} {entry.name} is not in {store_b}"
+            for f in entry.iterdir():
+                if f.name != "meta.json":
+                    assert f.read_bytes() == (twin / f.name).read_bytes(), f"{kind} {entry.name} {f.name}"
+            found += 1
+    assert found

@@ -15,7 +15,7 @@ LAYERS = [
     ["cli"], ["tasks"], ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["workers"], ["study"],
     ["report", "tables", "plots", "auditing"], ["pipeline", "checks"], ["plan", "cells"],
     ["methods", "audits", "models", "registry", "tracking", "certified"],
-    ["data", "training", "store", "metrics", "schemas", "errors", "__init__"],
+    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "__init__"],
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
 # Function-local project imports keep these light to import: `unlearnlab --help` and the start-up

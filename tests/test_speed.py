@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import lightning as L
@@ -242,31 +240,32 @@ def _positive(x) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def test_bench_tiny_runs_on_cpu(tmp_path):
-    env = {**os.environ, "UNLEARNLAB_ROOT": str(tmp_path)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "unlearnlab.cli", "task=bench", "bench=tiny", "logger=none",
-         f"paths.root={tmp_path}", "trainer=cpu"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    ratios = re.findall(r"framework/plain epoch ratio \((\w+)\): ([0-9.]+)", proc.stdout)
-    assert ratios and all(_positive(float(r)) for _, r in ratios), proc.stdout[-3000:]
-    found = list(tmp_path.glob("outputs/*/*/bench.json"))
-    assert len(found) == 1, list(tmp_path.rglob("*"))[:50]
-    res = json.loads(found[0].read_text())
+def test_bench_tiny_runs_on_cpu(tmp_path, capsys):
+    """`unlearnlab task=bench bench=tiny` (in this process: the test is about the bench, not the CLI)."""
+    from conftest import unlearnlab_inprocess
+
+    before = torch.get_num_threads()
+    try:
+        unlearnlab_inprocess(tmp_path / "out", "task=bench", "bench=tiny", "logger=none", f"paths.root={tmp_path}",
+                             "trainer=cpu")
+    finally:
+        torch.set_num_threads(before)
+    stdout = capsys.readouterr().out
+    ratios = re.findall(r"framework/plain epoch ratio \((\w+)\): ([0-9.]+)", stdout)
+    assert ratios and all(_positive(float(r)) for _, r in ratios), stdout[-3000:]
+    res = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert res["tiny"] is True and res["device"].startswith("CPU")
     for row in res["ratio"]:
         for k in ("ratio", "fit_ratio", "framework_epoch_s", "plain_epoch_s", "framework_img_s"):
             assert _positive(row[k]), (k, row)
     assert {r["model"] for r in res["throughput"]} == {"small_cnn", "fastnet", "resnet18_cifar"}
-    assert all(_positive(r["img_s"]) for r in res["throughput"])
-    from unlearnlab.audits import competition
-
-    if hasattr(competition, "benchmark"):
-        assert _positive(res["audit"]["seconds"])
-    else:
-        assert "unavailable" in res["audit"]["error"]
+    assert all(_positive(r["img_s"]) and r["threads"] == 1 for r in res["throughput"])  # tiny: bench.threads=1
+    audit = res["audit"]  # F, its permutation p-value and the ε lower bound, timed at the tiny scale
+    assert (audit["examples"], audit["models"], audit["permutations"]) == (200, 16, 9)
+    for k in ("seconds", "seconds_1_core", "p_value_s", "eps_lb_s", "per_relabelling_over_F"):
+        assert _positive(audit[k]), (k, audit)
+    assert audit["total_s"] == pytest.approx(audit["seconds"] + audit["p_value_s"] + audit["eps_lb_s"])
+    assert 0 < audit["p_value"] <= 1
     methods = res["methods"]
     assert _positive(methods["retrain_s"])
     assert set(methods["methods"]) == {"identity", "retrain", "finetune_digits", "neggrad_plus_digits"}  # the study's
@@ -275,7 +274,7 @@ def test_bench_tiny_runs_on_cpu(tmp_path):
     est = res["estimate"]
     assert _positive(est["this_study_hours"]) and _positive(est["cifar10_fastnet_hours"])
     assert est["assumptions"]
-    assert "estimated device-hours" in proc.stdout
+    assert "estimated device-hours" in stdout
 
 
 def test_bench_rejects_unknown_options():
@@ -350,3 +349,49 @@ def test_fastnet_one_epoch_bf16_channels_last_on_gpu():
     assert losses[-4:].mean() < 0.5 * losses[:2].mean(), losses
     conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) and conv.weight.device.type == "cuda"
+
+
+# ------------------------------------------------------------------ what cost/seconds times
+def _pipeline(tmp_path, *overrides: str):
+    """The pipeline `unlearnlab OVERRIDES` would open (in this process), on a store under tmp_path."""
+    from hydra import initialize_config_dir
+
+    from unlearnlab.pipeline import open_pipeline, run_composed
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return run_composed(["logger=none", f"paths.root={tmp_path}", *overrides], tmp_path / "out", open_pipeline)
+
+
+def test_unlearning_cost_leaves_out_the_original(tmp_path):
+    """An unlearned cell computed on an empty store trains its original first, inside the same
+    call: its cost/seconds is the unlearning alone (identity: nothing), not the original's."""
+    pipe = _pipeline(tmp_path, "debug=tiny", "method=[identity]")
+    start = time.perf_counter()
+    cell = pipe.runner.run(pipe.planner.unlearn("identity", 0))
+    wall = time.perf_counter() - start
+    original = pipe.runner.fetch(pipe.planner.original())
+    assert not cell.cached and original is not None
+    trained = original.metrics["cost/seconds"]
+    assert 0 < cell.metrics["cost/seconds"] < trained / 10 < wall
+
+
+def test_unlearning_cost_leaves_out_what_the_method_marks_untimed(tmp_path, monkeypatch):
+    """newton with resample_original refits its own original on D before removing: that is
+    training the model to unlearn, so the cell's cost/seconds leaves it out (cost/rte compares
+    unlearning with retraining). The refit is slowed by 1 s here to make it visible."""
+    import unlearnlab.methods.newton as newton
+
+    fit_exact = newton.fit_exact
+
+    def slow_fit(*args, **kwargs):
+        time.sleep(1.0)
+        return fit_exact(*args, **kwargs)
+
+    monkeypatch.setattr(newton, "fit_exact", slow_fit)
+    pipe = _pipeline(tmp_path, "experiment=certified_digits", "n_models=2", "methods.newton.removal_batch=48")
+    start = time.perf_counter()
+    cell = pipe.runner.run(pipe.planner.unlearn("newton", 0))
+    wall = time.perf_counter() - start
+    m = cell.metrics
+    assert m["cost/removal_seconds"] <= m["cost/seconds"] < m["cost/removal_seconds"] + 0.5
+    assert m["cost/seconds"] + 1.0 < wall

@@ -15,7 +15,9 @@ from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 from sweep_runs import (
     SLICED,
     assert_complete,
+    assert_identical_audit,
     assert_same_audit,
+    assert_same_cells,
     audit_results,
     computed,
     entries,
@@ -56,10 +58,34 @@ def test_pool_slices_and_end_of_sweep_audit(sliced_reference):
 
 @pytest.mark.slow
 def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_reference):
+    """workers_per_device=2 (the job's cells in two spawned processes) = the pool sweep, bit for bit."""
     sweep(tmp_path, *SLICED, "logger=none", "workers_per_device=2")
     assert_complete(tmp_path, 4)
     assert_slices(tmp_path / "sweep")
-    assert_same_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
+    assert_identical_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
+    assert_same_cells(tmp_path / "store", sliced_reference / "store")
+
+
+def test_a_study_in_one_process_equals_the_sweep_bit_for_bit(tmp_path, sliced_reference, monkeypatch):
+    """The same cells as one study in this process, which owns 2 cores (the pool's jobs own 1
+    each): the thread count is the cell's, not the job's, so the stored bytes and every audited
+    number equal the sweep's."""
+    import torch
+    from conftest import unlearnlab_inprocess
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    before = torch.get_num_threads()
+    try:
+        study = [o for o in SLICED if not o.startswith(("task=", "cells_per_job=", "index="))]
+        unlearnlab_inprocess(tmp_path / "out", *study, "logger=none", f"paths.root={tmp_path}")
+        assert torch.get_num_threads() == 2  # the job's own cores, for everything but the cells
+    finally:
+        torch.set_num_threads(before)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert_identical_audit(results, audit_results(sliced_reference / "sweep"))
+    assert_same_cells(tmp_path / "store", sliced_reference / "store")
+    assert_same_cells(sliced_reference / "store", tmp_path / "store")
 
 
 

@@ -9,8 +9,10 @@ Sections (all measured in one process, side by side):
    epochs alternate (to cancel drift); each side reports its best of k. Goal: ratio ≤ 1.05.
    "fit/plain" also counts the Trainer's construction and fit setup/teardown, paid once per cell.
 2. training throughput (img/s, plain loop, augmentation included) of small_cnn, fastnet and
-   resnet18_cifar on synthetic 32×32 data, per precision/memory-format variant.
-3. the competition audit's time at 5,000 examples × (512 + 512) models.
+   resnet18_cifar on synthetic 32×32 data, per precision/memory-format variant; on a CPU with one
+   thread (what every cell uses) and with all the job's cores, side by side.
+3. the statistical audit of one method at 5,000 examples × (512 + 512) models: F, its
+   permutation p-value (K = 49) and the ε lower bound on the job's cores (F also on one core).
 4. unlearning cost: per method, its cell's seconds against a retrain cell's seconds on the study's
    data with the study's recipe (real cells, computed in a throw-away store; rounds interleave
    retrain and methods; best of R).
@@ -28,6 +30,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import platform
 import tempfile
 import time
@@ -35,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
@@ -44,6 +48,7 @@ from rich.table import Table
 
 from unlearnlab import config_dir
 from unlearnlab.cells import trainer_factory
+from unlearnlab.cores import job_cores
 from unlearnlab.data.loader import Augment, DeviceBatches
 from unlearnlab.errors import ConfigError
 from unlearnlab.models import build_model, memory_format
@@ -66,7 +71,7 @@ def _defaults(device: torch.device, tiny: bool) -> dict[str, Any]:
             repeats=2, ratio_models=["small_cnn"], ratio_images=64, batch_size=32,
             throughput_models=["small_cnn", "fastnet", "resnet18_cifar"], throughput_batches=1, throughput_batch=8,
             method_repeats=1, epochs=1,
-            audit_examples=200, audit_models=16, n_study=512, precisions=None, channels_last=None,
+            audit_examples=200, audit_models=16, audit_permutations=9, n_study=512, precisions=None, channels_last=None,
             sections=list(SECTIONS), threads=1,
         )
     return dict(
@@ -81,11 +86,12 @@ def _defaults(device: torch.device, tiny: bool) -> dict[str, Any]:
         epochs=None,  # the study's recipe as configured
         audit_examples=5000,
         audit_models=512,
+        audit_permutations=49,
         n_study=512,
         precisions=None,  # GPU: 32-true and bf16-mixed (+ channels_last); CPU: 32-true
         channels_last=None,  # ratio section: on with a *-mixed precision on a GPU, else the model's
         sections=list(SECTIONS),
-        threads=None,  # CPU threads (torch.set_num_threads); None: torch's default
+        threads=None,  # CPU threads of the ratio and throughput loops; None: 1 and the job's cores side by side
     )
 
 
@@ -271,36 +277,85 @@ def _variants(opts, cfg, device) -> list[tuple[str, bool]]:
     return out
 
 
+def _thread_counts(opts, device) -> list[int]:
+    """CPU: one thread (what a cell uses, cells.py) and every core the job owns, side by side."""
+    if device.type != "cpu":
+        return [torch.get_num_threads()]
+    if opts["threads"]:
+        return [int(opts["threads"])]
+    return sorted({1, job_cores()})
+
+
 def bench_throughput(opts, cfg, device, console: Console) -> list[dict[str, Any]]:
     rows = []
     optim = OptimSettings("sgd", 0.01, 0.9, 5e-4, "none")
     bs, nb = int(opts["throughput_batch"]), int(opts["throughput_batches"])
-    for precision, cl in _variants(opts, cfg, device):
-        for name in opts["throughput_models"]:
-            L.seed_everything(0, verbose=False)
-            model = build_model(model_config(name, cl), IMAGE, 10).to(device)
-            batches = synthetic_batches(bs * nb, bs, device, fmt=memory_format(model))
-            plain_epoch(model, synthetic_batches(bs, bs, device, fmt=memory_format(model)), optim, precision, device)
-            best = min(plain_epoch(model, batches, optim, precision, device) for _ in range(int(opts["repeats"])))
-            rows.append({
-                "model": name, "precision": precision, "channels_last": cl, "batch_size": bs,
-                "images": bs * nb, "seconds": best, "img_s": bs * nb / best,
-            })
-            console.print(f"  {name:15s} {precision:11s} channels_last={cl!s:5s} {bs * nb / best:10.0f} img/s")
+    before = torch.get_num_threads()
+    try:
+        for precision, cl in _variants(opts, cfg, device):
+            for name in opts["throughput_models"]:
+                for threads in _thread_counts(opts, device):
+                    torch.set_num_threads(threads)
+                    L.seed_everything(0, verbose=False)
+                    model = build_model(model_config(name, cl), IMAGE, 10).to(device)
+                    batches = synthetic_batches(bs * nb, bs, device, fmt=memory_format(model))
+                    warm = synthetic_batches(bs, bs, device, fmt=memory_format(model))
+                    plain_epoch(model, warm, optim, precision, device)
+                    best = min(plain_epoch(model, batches, optim, precision, device) for _ in range(int(opts["repeats"])))
+                    rows.append({
+                        "model": name, "precision": precision, "channels_last": cl, "batch_size": bs, "threads": threads,
+                        "images": bs * nb, "seconds": best, "img_s": bs * nb / best,
+                    })
+                    console.print(f"  {name:15s} {precision:11s} channels_last={cl!s:5s} {threads:3d} thread(s) "
+                                  f"{bs * nb / best:10.0f} img/s")
+    finally:
+        torch.set_num_threads(before)
     return rows
 
 
-def bench_audit(opts, console: Console) -> dict[str, Any]:
-    n, m = int(opts["audit_examples"]), int(opts["audit_models"])
+@contextlib.contextmanager
+def _owning_cores(n: int):
+    """Run a block as a job that owns N cores (cores.job_cores reads OMP_NUM_THREADS)."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = str(n)
     try:
-        from unlearnlab.audits.competition import benchmark
-    except ImportError as err:
-        msg = f"competition audit benchmark unavailable: unlearnlab.audits.competition.benchmark ({err})"
-        console.print(f"[yellow]{escape(msg)}[/yellow]")
-        return {"examples": n, "models": m, "error": msg}
-    seconds = float(benchmark(n_examples=n, n_models=m, seed=0))
-    console.print(f"  audit: {n} examples × ({m} + {m}) models in {seconds:.2f} s")
-    return {"examples": n, "models": m, "seconds": seconds}
+        yield
+    finally:
+        if before is None:
+            del os.environ["OMP_NUM_THREADS"]
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
+def _timed(fn, *args, **kwargs) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return time.perf_counter() - start, out
+
+
+def bench_audit(opts, console: Console) -> dict[str, Any]:
+    """The statistical audit of one method at the given scale (official: 5,000 examples × (512 +
+    512) models, K = 49): F, its permutation p-value and the ε lower bound, on the job's cores;
+    F alone also on one core, side by side."""
+    n, m, k = int(opts["audit_examples"]), int(opts["audit_models"]), int(opts["audit_permutations"])
+    from unlearnlab.audits.competition import forgetting_quality, permutation_test
+    from unlearnlab.audits.lower_bound import epsilon_lower_bound
+
+    rng = np.random.default_rng(0)  # two exchangeable samples: the permutation test's hardest case
+    retrain, unlearn = rng.standard_normal((m, n)), rng.standard_normal((m, n))
+    cores = job_cores()
+    with _owning_cores(1):
+        f_one, _ = _timed(forgetting_quality, retrain, unlearn)
+    f_s, _ = _timed(forgetting_quality, retrain, unlearn)
+    p_s, test = _timed(permutation_test, retrain, unlearn, k)
+    lb_s, _ = _timed(epsilon_lower_bound, retrain, unlearn)
+    row = {"examples": n, "models": m, "permutations": k, "cores": cores, "seconds": f_s, "seconds_1_core": f_one,
+           "p_value_s": p_s, "eps_lb_s": lb_s, "total_s": f_s + p_s + lb_s, "per_relabelling_over_F": p_s / (k + 1) / f_s,
+           "p_value": test.p_value}
+    console.print(f"  audit: {n} examples × ({m} + {m}) models: F {f_s:.2f} s ({f_one:.2f} s on 1 core), p-value "
+                  f"(K = {k}) {p_s:.2f} s, ε lower bound {lb_s:.2f} s; F + p + ε_lb {row['total_s']:.1f} s on "
+                  f"{cores} core(s)")
+    return row
 
 
 def _study_cfg(cfg: DictConfig, opts) -> DictConfig:
@@ -346,7 +401,7 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
     """Device-hours of an N = n_study + n_study study, from the measured rates."""
     n = int(opts["n_study"])
     est: dict[str, Any] = {"n_models": n, "device": device_name, "assumptions": []}
-    audit_s = results.get("audit", {}).get("seconds")
+    audit_s = results.get("audit", {}).get("total_s")
     m = results.get("methods")
     if m and m.get("methods"):
         k = len(m["methods"])
@@ -356,9 +411,10 @@ def estimate(opts, results: dict[str, Any], device_name: str) -> dict[str, Any]:
         est["assumptions"].append(
             f"this study ({m['dataset']}, {m['model']}, {m['train_epochs']} epochs): 1 original + {n} retrain + "
             f"{n} × {k} methods ({', '.join(m['methods'])}) at the measured seconds per cell, one process on "
-            f"one device, plus {k} audits at the measured 5,000 × (512 + 512) time (an upper bound)"
+            f"one device, plus {k} audits (F + p + ε_lb) at the measured 5,000 × (512 + 512) time (an upper bound)"
         )
     tp = [r for r in results.get("throughput", []) if r["model"] == "fastnet"]
+    tp = [r for r in tp if r.get("threads", 1) == 1] or tp  # a cell runs on one thread (cells.py)
     if tp:
         best = max(tp, key=lambda r: r["img_s"])
         recipe = OmegaConf.load(_conf_dir() / "recipe" / "fastnet.yaml")
@@ -405,19 +461,24 @@ def print_tables(results: dict[str, Any], console: Console) -> None:
         console.print(t)
     if results.get("throughput"):
         t = Table(title=f"training throughput, synthetic 32×32, crop+flip on device, plain loop ({dev})")
-        for col in ("model", "precision", "channels_last", "batch", "img/s"):
+        for col in ("model", "precision", "channels_last", "batch", "threads", "img/s", "img/s / 1 thread"):
             t.add_column(col)
+        one = {(r["model"], r["precision"], r["channels_last"]): r["img_s"] for r in results["throughput"]
+               if r.get("threads") == 1}
         for r in results["throughput"]:
-            t.add_row(r["model"], r["precision"], str(r["channels_last"]), str(r["batch_size"]), _fmt(r["img_s"], 0))
+            base = one.get((r["model"], r["precision"], r["channels_last"]))
+            t.add_row(r["model"], r["precision"], str(r["channels_last"]), str(r["batch_size"]), str(r.get("threads")),
+                      _fmt(r["img_s"], 0), _fmt(r["img_s"] / base, 2) if base else "–")
         console.print(t)
     if "audit" in results:
         a = results["audit"]
-        t = Table(title=f"competition audit ({platform.processor() or 'CPU'}, numpy)")
-        t.add_column("examples")
-        t.add_column("models")
-        t.add_column("seconds")
-        t.add_row(str(a["examples"]), f"{a['models']} + {a['models']}",
-                  _fmt(a["seconds"], 2) if "seconds" in a else f"[yellow]{escape(a['error'])}[/yellow]")
+        t = Table(title=f"statistical audit of one method, {a['examples']:,} forget examples × ({a['models']} + "
+                        f"{a['models']}) models ({platform.processor() or 'CPU'}, numpy, {a['cores']} core(s))")
+        for col in ("F", "F on 1 core", f"p-value (K = {a['permutations']})", "ε lower bound", "F + p + ε_lb",
+                    "per relabelling / F"):
+            t.add_column(col, justify="right")
+        t.add_row(_fmt(a["seconds"], 2), _fmt(a["seconds_1_core"], 2), _fmt(a["p_value_s"], 2), _fmt(a["eps_lb_s"], 2),
+                  _fmt(a["total_s"], 1), _fmt(a["per_relabelling_over_F"], 2))
         console.print(t)
     m = results.get("methods")
     if m:
@@ -453,8 +514,8 @@ def bench_task(cfg: DictConfig) -> dict[str, Any]:
     console = Console()
     device = training_device(cfg.trainer)
     opts = bench_options(cfg, device)
-    if opts["threads"]:
-        torch.set_num_threads(int(opts["threads"]))
+    if opts["threads"] or device.type == "cpu":
+        torch.set_num_threads(int(opts["threads"] or 1))  # as cells run (cells.py): one thread
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     name = device_name(device)

@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig
 
-from unlearnlab.certified import fit_model_exact
+from unlearnlab.certified import fit_model_exact, single_thread
 from unlearnlab.data import StudyData
 from unlearnlab.data.loader import Augment
 from unlearnlab.errors import ConfigError
@@ -30,6 +30,16 @@ from unlearnlab.tracking import Tracker
 from unlearnlab.training import OptimSettings, SupervisedModule
 
 MEASURED_PARTS = ("forget", "test", "val", "retain_sample")
+
+# Every cell is computed on one torch intra-op thread (certified.single_thread), on every device
+# and for every model. A cell's float sums depend on the thread count, so the count must be a
+# property of the cell, not of the job that runs it: a study owning 2 cores and a sweep job
+# owning 1 would otherwise store different bytes under the same key. One, because every model
+# here does little work per batch on a CPU: with another program busy on one core of this
+# 2-core machine a digits cell took 3.5 s on one thread, 80 s on two (10 s with
+# OMP_WAIT_POLICY=PASSIVE); on a GPU the CPU threads do not touch the numbers. More cores are
+# used by more cells at once (sweep jobs, workers_per_device), not by more threads per cell;
+# `unlearnlab task=bench` measures one thread against a job's cores per model ("threads" rows).
 
 
 @dataclass
@@ -76,6 +86,10 @@ class CellRunner:
             return CellResult(cell, self._compute(cell), cached=False)
 
     def _compute(self, cell: Cell) -> Entry:
+        with single_thread():  # see the note at the top: the same bytes in a study, a sweep, a worker
+            return self._compute_cell(cell)
+
+    def _compute_cell(self, cell: Cell) -> Entry:
         L.seed_everything(cell.seed, verbose=False)
         model = build_model(self.cfg.model, self.data.input_shape, self.data.num_classes)
         config = {"cell": {"kind": cell.kind, "name": cell.name, "index": cell.index, "seed": cell.seed}}
@@ -83,21 +97,20 @@ class CellRunner:
             config["method"] = cell.spec["method"]
         with self.tracker.cell(f"{cell.label}-{cell.key[:8]}", cell.kind, config) as run:
             make_trainer = trainer_factory(self.cfg.trainer, run["logger"])
-            start = time.perf_counter()
             extra: dict[str, float] = {}
             if cell.kind == "unlearn":
-                extra = self._unlearn(cell, model, make_trainer)
-            elif self.cfg.recipe.get("solver", "sgd") == "exact":
-
-                part = "train" if cell.kind == "original" else "retain"
-                fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
+                seconds, extra = self._unlearn(cell, model, make_trainer)
             else:
-                epochs, batch_size, optim, augment = recipe_settings(self.cfg.recipe)
+                start = time.perf_counter()
                 part = "train" if cell.kind == "original" else "retain"
-                batches = self.data.batches(part, batch_size, True, cell.seed, augment)
-                if epochs > 0:
-                    make_trainer(epochs).fit(SupervisedModule(model, batches, epochs, optim))
-            seconds = time.perf_counter() - start
+                if self.cfg.recipe.get("solver", "sgd") == "exact":
+                    fit_model_exact(model, self.data, part, self.cfg.recipe, cell.seed)
+                else:
+                    epochs, batch_size, optim, augment = recipe_settings(self.cfg.recipe)
+                    batches = self.data.batches(part, batch_size, True, cell.seed, augment)
+                    if epochs > 0:
+                        make_trainer(epochs).fit(SupervisedModule(model, batches, epochs, optim))
+                seconds = time.perf_counter() - start
             outputs, metrics = measure(model, self.data)
             metrics["cost/seconds"] = seconds
             metrics.update(extra)
@@ -108,7 +121,10 @@ class CellRunner:
         }
         return self.store.save(cell.kind, cell.key, meta, model.state_dict(), outputs)
 
-    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> dict[str, float]:
+    def _unlearn(self, cell: Cell, model: torch.nn.Module, make_trainer) -> tuple[float, dict[str, float]]:
+        """Unlearn the original; (seconds of the unlearning, the method's own metrics). The
+        seconds are those of `method.run` less what the method marks `untimed` (training the
+        model it unlearns): fetching or training the original is not the unlearning's cost."""
         original = self.run(cell.upstream)
         model.load_state_dict(original.entry.state_dict())
         method_cfg = cell.method_config
@@ -116,8 +132,10 @@ class CellRunner:
         cls.check_reads()
         data = MethodData(self.data, cls.reads, cell.seed, cell.name)
         method: UnlearningMethod = instantiate(method_cfg, where=f"method.{cell.name}", model=model, data=data)
+        start = time.perf_counter()
         method.run(make_trainer)
-        return {k: float(v) for k, v in method.cell_metrics().items()}
+        seconds = time.perf_counter() - start - method.untimed_seconds
+        return seconds, {k: float(v) for k, v in method.cell_metrics().items()}
 
 
 def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:

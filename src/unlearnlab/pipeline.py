@@ -8,7 +8,6 @@ call; nothing else builds a CellRunner. Read this file, then plan.py (which cell
 from __future__ import annotations
 
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab.cells import CellRunner
+from unlearnlab.cores import job_cores
 from unlearnlab.data import StudyData, load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.plan import Planner
@@ -47,26 +47,9 @@ def training_device(trainer_cfg) -> torch.device:
     raise ConfigError(f"trainer.accelerator={accel} is not supported; use cpu, gpu or auto")
 
 
-THREAD_VARS = ("SLURM_CPUS_PER_TASK", "OMP_NUM_THREADS")
-
-
-def job_cores() -> int:
-    """The cores this job owns, at least 1: the smallest of its CPU affinity mask, SLURM's
-    --cpus-per-task and the thread budget its launcher exported (joblib's loky workers get
-    OMP_NUM_THREADS = cores // n_jobs). torch's default (every core of the machine, in every
-    process) made two busy jobs here take ~10 s for a 0.26 s digits fit."""
-    if hasattr(os, "sched_getaffinity"):
-        limits = [len(os.sched_getaffinity(0))]
-    else:  # pragma: no cover - macOS / Windows
-        limits = [os.cpu_count() or 1]
-    for var in THREAD_VARS:
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            limits.append(int(value))
-    return max(1, min(limits))
-
-
 def threads_per_worker(workers: int) -> int:
+    """torch's threads for the work around cells in each of a job's W workers (a cell itself
+    always runs on one: cells.py)."""
     return max(1, job_cores() // workers)
 
 

@@ -79,6 +79,7 @@ def rates(cfg: DictConfig, data, methods: list[str], bench_path: Path | None) ->
         rows = [r for r in (bench or {}).get("throughput", []) if r.get("model") == model]
         if rows:
             same = [r for r in rows if r.get("precision") == str(cfg.trainer.precision)] or rows
+            same = [r for r in same if r.get("threads", 1) == 1] or same  # a cell runs on one thread (cells.py)
             img_s = max(r["img_s"] for r in same)
             source = f"task=bench's {model} throughput on {bench['device']} ({bench_path}): {img_s:,.0f} img/s"
         elif model in DEFAULT_IMG_S[kind]:

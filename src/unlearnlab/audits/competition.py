@@ -7,28 +7,33 @@ Follows google-deepmind/unlearning_evaluation, metric.py (`compute_logit_scaled_
 (5,000 examples × (512 + 512) models) that is ~10^12 comparisons. Here a rule's ε is a lookup
 in a table indexed by its (false-negative, false-positive) counts, the counts come from
 binary search in the sorted samples, and blocks of window rules whose ε provably cannot
-beat the best rule found so far are skipped: the same maximum, in seconds on a CPU.
+beat the best rule found so far are skipped (branch and bound over right ends × left ends):
+the same maximum, in seconds on a CPU. Every step runs on a batch of examples at once (numpy;
+batches in threads, one per core the job owns), and each example's confidences are sorted once
+for all the relabellings of a permutation test.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 
 from unlearnlab.audits.base import AuditInput
+from unlearnlab.cores import job_cores
 from unlearnlab.metrics import Metric
 
 EPSILON_CAP = 50.0
 RULES_PER_UNIT = 100
 BUFFER = 2.0
 N_LEFT = int(np.ceil(2 * BUFFER * RULES_PER_UNIT))  # left ends per right end: 400
-BLOCK = 20  # window rules per pruning block along the left ends
-_BLOCK_ENDS = np.r_[np.arange(0, N_LEFT - 1, BLOCK), N_LEFT - 1]
-SUPER = 5  # blocks per super-block (first pruning pass)
-_SUPER_ENDS = _BLOCK_ENDS[::SUPER]
+# The window search's blocks, coarse to fine: (right ends, left ends) per block. Every level's
+# blocks that may still beat the best rule found are split into the next level's; the last
+# level is single rules.
+LEVELS = ((32, 100), (16, 50), (8, 25), (4, 12), (2, 6), (1, 3), (1, 1))
 
 
 def logit_scaled_confidence(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -86,97 +91,242 @@ def _suffix_max(table: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(rev, axis=1)[::-1, ::-1]
 
 
-def _threshold_max(xs, cum_pos, n, table) -> float:
-    """Best single-threshold rule: predict pos iff conf ≥ t."""
+def _linspace(start: np.ndarray, stop: np.ndarray, num: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.linspace(start[e], stop[e], num[e]) for every e, concatenated, bit for bit as numpy
+    builds it (i · step + start, the last point = stop), with each point's e."""
+    num = np.maximum(num, 0)
+    e = np.repeat(np.arange(len(num)), num)
+    i = np.arange(len(e)) - np.repeat(np.cumsum(num) - num, num)
+    step = (stop - start) / np.maximum(num - 1, 1)  # num == 1: the point is start (i = 0)
+    x = i * step[e] + start[e]
+    last = num > 1
+    x[np.cumsum(num)[last] - 1] = stop[last]
+    return x, e
+
+
+def _segments(e: np.ndarray, n_groups: int) -> np.ndarray:
+    """Offsets of each group's run in E (sorted group numbers): group g is E[b[g]:b[g+1]]."""
+    return np.searchsorted(e, np.arange(n_groups + 1))
+
+
+def _search(xs: np.ndarray, q: np.ndarray, bounds: np.ndarray, side: str) -> np.ndarray:
+    """np.searchsorted(xs[g], q[bounds[g]:bounds[g+1]]) for every row g of xs, concatenated: the
+    count of xs[g] below (side left) or at most (side right) each query of its run."""
+    out = np.empty(len(q), dtype=np.intp)
+    for g in np.flatnonzero(bounds[1:] > bounds[:-1]):
+        out[bounds[g]:bounds[g + 1]] = xs[g].searchsorted(q[bounds[g]:bounds[g + 1]], side)
+    return out
+
+
+def _group_max(values: np.ndarray, e: np.ndarray, n_groups: int) -> np.ndarray:
+    """max of VALUES (rows along axis 0, maxed over the other axes) per group E (sorted); −inf
+    for a group with none."""
+    values = values.reshape(len(values), -1).max(axis=1) if values.ndim > 1 else values
+    out = np.full(n_groups, -np.inf)
+    bounds = _segments(e, n_groups)
+    some = bounds[1:] > bounds[:-1]
+    if some.any():
+        out[some] = np.maximum.reduceat(values, bounds[:-1][some])
+    return out
+
+
+def _threshold_max(xs, cum_pos, n, table) -> np.ndarray:
+    """Best single-threshold rule of each example: predict pos iff conf ≥ t."""
     # Official builds this grid with torch.linspace in float32; float64 here.
-    thresholds = np.linspace(xs[0], xs[-1], int(np.ceil((xs[-1] - xs[0]) * RULES_PER_UNIT)))
-    k = np.searchsorted(xs, thresholds, side="left")
-    fn = cum_pos[k]
-    fp = n - (k - cum_pos[k])
-    return float(table[fn, fp].max(initial=-np.inf))
+    lo, hi = xs[:, 0], xs[:, -1]
+    t, e = _linspace(lo, hi, np.ceil((hi - lo) * RULES_PER_UNIT).astype(np.intp))
+    k = _search(xs, t, _segments(e, len(xs)), "left")
+    c = cum_pos[e, k]
+    return _group_max(table[c, n - (k - c)], e, len(xs))
 
 
 class _Windows:
-    """Window rules l ≤ conf ≤ r of one example (pos: the narrow sample), by (row = right
-    end, left-end index j); cum_pos counts the narrow sample's values among xs."""
+    """Window rules l ≤ conf ≤ r of a batch of examples (pos: each one's narrow sample), by row
+    (one per right end of every example, example by example; `e` maps a row to its example) and
+    left-end index j; cum_pos counts the narrow sample's values among xs."""
 
-    def __init__(self, xs, cum_pos, narrow, n, table):
+    def __init__(self, xs, cum_pos, narrow_min, narrow_max, n, table):
         self.xs, self.cum_pos, self.n, self.table = xs, cum_pos, n, table
-        width = narrow.max() - narrow.min()
-        lo, hi = narrow.min() + width - BUFFER, narrow.max() + BUFFER
-        right = np.linspace(lo, hi, int(np.ceil((hi - lo) * RULES_PER_UNIT)))
-        self.starts = right - width - BUFFER
-        self.stops = right - width + BUFFER
+        width = narrow_max - narrow_min
+        lo, hi = narrow_min + width - BUFFER, narrow_max + BUFFER
+        right, self.e = _linspace(lo, hi, np.ceil((hi - lo) * RULES_PER_UNIT).astype(np.intp))
+        self.starts = right - width[self.e] - BUFFER
+        self.stops = right - width[self.e] + BUFFER
         self.steps = (self.stops - self.starts) / (N_LEFT - 1)  # exactly as np.linspace
-        k = np.searchsorted(xs, right, side="right")
-        self.tp_right, self.fp_right = cum_pos[k], k - cum_pos[k]
+        k = _search(xs, right, _segments(self.e, len(xs)), "right")
+        c = cum_pos[self.e, k]
+        self.tp_right, self.fp_right = c, k - c
 
-    def counts(self, rows, j):
-        """(true positives, false positives); an empty window (l > r) holds nothing."""
-        left = np.where(j == N_LEFT - 1, self.stops[rows], j * self.steps[rows] + self.starts[rows])
-        k = np.searchsorted(self.xs, left, side="left")
-        tp = np.maximum(self.tp_right[rows] - self.cum_pos[k], 0)
-        fp = np.maximum(self.fp_right[rows] - (k - self.cum_pos[k]), 0)
-        return tp, fp
+    def counts_below(self, rows, j):
+        """How many of the narrow and of the wide sample lie below the left end of the rules
+        (row, j) (rows sorted)."""
+        left = j * self.steps[rows] + self.starts[rows]
+        last = j == N_LEFT - 1
+        left[last] = self.stops[rows[last]]  # exactly as np.linspace
+        e = self.e[rows]
+        k = _search(self.xs, left, _segments(e, len(self.xs)), "left")
+        c = self.cum_pos[e, k]
+        return c, k - c
 
-    def best(self, floor: float, bound: np.ndarray) -> float:
-        """Max ε over all windows, or `floor` if none beats it; skips blocks bounded by it.
+    def value(self, rows, narrow_below, wide_below) -> np.ndarray:
+        """ε of the rules (row, ·) whose left end has these counts below it; an empty window
+        (l > r) holds nothing."""
+        tp = np.maximum(self.tp_right[rows] - narrow_below, 0)
+        fp = np.maximum(self.fp_right[rows] - wide_below, 0)
+        return self.table[self.n - tp, fp]
 
-        Along a row l grows, so fn grows and fp shrinks: a run of left ends has fn ≥ fn at its
-        first and fp ≥ fp at its last. Pruned in two passes: super-blocks of SUPER blocks, then
-        the blocks inside the super-blocks that survive, then single rules."""
-        rows = np.arange(len(self.starts))[:, None]
-        tp, fp = self.counts(rows, _SUPER_ENDS[None, :])
-        floor = max(floor, float(self.table[self.n - tp, fp].max()))
-        row, sup = np.nonzero(bound[self.n - tp[:, :-1], fp[:, 1:]] > floor)
-        if len(row) == 0:
-            return floor
-        ends = sup[:, None] * SUPER + np.arange(SUPER + 1)  # indices into _BLOCK_ENDS
-        tp, fp = self.counts(row[:, None], _BLOCK_ENDS[ends])
-        floor = max(floor, float(self.table[self.n - tp, fp].max()))
-        keep, block = np.nonzero(bound[self.n - tp[:, :-1], fp[:, 1:]] > floor)
-        if len(keep) == 0:
-            return floor
-        j = np.minimum(_BLOCK_ENDS[ends[keep, block]][:, None] + np.arange(1, BLOCK), N_LEFT - 1)
-        tp, fp = self.counts(row[keep][:, None], j)
-        return max(floor, float(self.table[self.n - tp, fp].max()))
+    def best(self, floor: np.ndarray, bound: np.ndarray) -> np.ndarray:
+        """Max ε over all windows of each example, or its `floor` if none beats it; skips the
+        blocks of rules that cannot beat it (branch and bound).
+
+        A block is right ends r0..r1 × left-end indices j0..j1. The left end l grows with r
+        and with j, and so do the counts below it; the counts at or below r grow with r. So
+        every rule of the block has tp ≤ tp_right(r1) − narrow_below(r0, j0) and fp ≥
+        fp_right(r0) − wide_below(r1, j1), and ε (non-increasing in fn and fp) at most
+        bound[n − that tp, that fp]: two corners bound a block. Both corners are rules, whose
+        ε raises the floor. The maximum returned is that of all rules (or the floor), however
+        the blocks are cut."""
+        n, g = self.n, len(self.xs)
+        row_start = _segments(self.e, g)
+        rows = np.arange(len(self.starts))
+        hr, hj = LEVELS[0]
+        r0 = rows[(rows - row_start[self.e]) % hr == 0]
+        r0, j0 = np.repeat(r0, -(-N_LEFT // hj)), np.tile(np.arange(0, N_LEFT, hj), len(r0))
+        r1 = np.minimum(r0 + hr - 1, row_start[self.e[r0] + 1] - 1)
+        j1 = np.minimum(j0 + hj - 1, N_LEFT - 1)
+        for level in range(len(LEVELS)):
+            narrow0, wide0 = self.counts_below(r0, j0)
+            narrow1, wide1 = self.counts_below(r1, j1)
+            e = self.e[r0]
+            corners = np.maximum(self.value(r0, narrow0, wide0), self.value(r1, narrow1, wide1))
+            floor = np.maximum(floor, _group_max(corners, e, g))
+            tp = np.maximum(self.tp_right[r1] - narrow0, 0)
+            fp = np.maximum(self.fp_right[r0] - wide1, 0)
+            keep = (bound[n - tp, fp] > floor[e]) & ((r1 > r0) | (j1 > j0 + 1))  # else: all evaluated
+            if level + 1 == len(LEVELS) or not keep.any():
+                return floor
+            r0, r1, j0, j1 = r0[keep], r1[keep], j0[keep], j1[keep]
+            hr, hj, (sr, sj) = *LEVELS[level + 1], (hr, hj)
+            # the children: blocks of the next level's size that start inside the parent
+            cr = r0[:, None, None] + hr * np.arange(-(-sr // hr))[None, :, None]
+            cj = j0[:, None, None] + hj * np.arange(-(-sj // hj))[None, None, :]
+            cr, cj = np.broadcast_arrays(cr, cj)
+            pr1, pj1 = (np.broadcast_to(x[:, None, None], cr.shape) for x in (r1, j1))
+            inside = (cr <= pr1) & (cj <= pj1)
+            r0, j0 = cr[inside], cj[inside]
+            r1, j1 = np.minimum(r0 + hr - 1, pr1[inside]), np.minimum(j0 + hj - 1, pj1[inside])
+        return floor
 
 
-def _example_epsilon(retrain, unlearn, table, bound, max_epsilon: float | None = None,
-                     retrain_is_pos: bool | None = None) -> float:
-    """ε_s of one forget example from its two samples of n confidences.
+def _medians(xs: np.ndarray, member: np.ndarray, n: int) -> np.ndarray:
+    """Each row's median of the n values of xs (sorted) where MEMBER is set, as np.median
+    computes it (the middle value, or the mean of the middle two)."""
+    rank = np.cumsum(member, axis=1)
+    a = np.take_along_axis(xs, np.argmax(rank > (n - 1) // 2, axis=1)[:, None], 1)[:, 0]
+    if n % 2:
+        return a
+    b = np.take_along_axis(xs, np.argmax(rank > n // 2, axis=1)[:, None], 1)[:, 0]
+    return np.mean(np.stack([a, b]), axis=0)
+
+
+def _extremes(xs: np.ndarray, member: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's min and max of xs (sorted) where MEMBER is set."""
+    rows = np.arange(len(xs))
+    first = np.argmax(member, axis=1)
+    last = member.shape[1] - 1 - np.argmax(member[:, ::-1], axis=1)
+    return xs[rows, first], xs[rows, last]
+
+
+def _epsilons(xs, is_retrain, n, table, bound, max_epsilon: float | None = None) -> np.ndarray:
+    """ε_s of a batch of examples: row e of xs holds its 2n confidences sorted, is_retrain marks
+    the retrained sample's.
 
     With ``max_epsilon`` (F's cut-off ceil(ln(N−1))), only F's points are needed: 2^−⌊ε/0.5⌋
     below the cut-off, 0 at or above it. The window search then stops at the cut-off and skips
     every block that cannot reach the next half-unit, so the value returned lies in the same
     half-unit (same points) as the exact ε, but may be below it."""
-    n = len(retrain)
-    if retrain_is_pos is None:
-        retrain_is_pos = np.median(retrain) > np.median(unlearn)  # ties: unlearned is pos
-    pos, neg = (retrain, unlearn) if retrain_is_pos else (unlearn, retrain)
-    pos_range, neg_range = pos.max() - pos.min(), neg.max() - neg.min()
-    largest, smallest = max(pos_range, neg_range), min(pos_range, neg_range)
+    retrain_is_pos = _medians(xs, is_retrain, n) > _medians(xs, ~is_retrain, n)  # ties: unlearned is pos
+    pos = np.where(retrain_is_pos[:, None], is_retrain, ~is_retrain)
+    pos_min, pos_max = _extremes(xs, pos)
+    neg_min, neg_max = _extremes(xs, ~pos)
+    pos_range, neg_range = pos_max - pos_min, neg_max - neg_min
+    largest, smallest = np.maximum(pos_range, neg_range), np.minimum(pos_range, neg_range)
+    eps = np.full(len(xs), EPSILON_CAP)
     with np.errstate(invalid="ignore", divide="ignore"):
-        if np.float64(smallest) / np.float64(largest) < 0.01:  # 0/0 is nan: goes on, as official
-            return EPSILON_CAP
-    values = np.concatenate([pos, neg])
-    order = np.argsort(values, kind="stable")
-    xs = values[order]
-    cum_pos = np.r_[0, np.cumsum(order < n)]
+        active = ~(smallest / largest < 0.01)  # 0/0 is nan: goes on, as official
+    xs, pos = xs[active], pos[active]
+    cum_pos = np.zeros((len(xs), 2 * n + 1), dtype=np.intp)
+    np.cumsum(pos, axis=1, out=cum_pos[:, 1:])
     best = _threshold_max(xs, cum_pos, n, table)
     floor = best
+    windows = np.ones(len(xs), dtype=bool)
     if max_epsilon is not None:
-        if best >= max_epsilon:
-            return min(EPSILON_CAP, best)
+        windows = best < max_epsilon
         # only a window reaching the next half-unit changes the points
-        floor = max(best, 0.5 * (np.floor(max(best, 0.0) / 0.5) + 1) - 1e-9)
-    narrow = pos
-    if pos_range >= neg_range:  # window rules call the narrower sample pos (equal: swap)
-        narrow, cum_pos = neg, np.arange(2 * n + 1) - cum_pos
-    best = _Windows(xs, cum_pos, narrow, n, table).best(floor, bound)
+        floor = np.maximum(best, 0.5 * (np.floor(np.maximum(best, 0.0) / 0.5) + 1) - 1e-9)
+    # window rules call the narrower sample pos (equal ranges: neg)
+    narrow_is_neg = (pos_range >= neg_range)[active][windows]
+    cum = np.where(narrow_is_neg[:, None], np.arange(2 * n + 1) - cum_pos[windows], cum_pos[windows])
+    narrow_min = np.where(narrow_is_neg, neg_min[active][windows], pos_min[active][windows])
+    narrow_max = np.where(narrow_is_neg, neg_max[active][windows], pos_max[active][windows])
+    # ε ≤ 0 rules change nothing (ε is clipped at 0 below): a floor of 0 prunes them
+    floor = np.maximum(floor, 0.0)
+    best[windows] = _Windows(xs[windows], cum, narrow_min, narrow_max, n, table).best(floor[windows], bound)
     # max with 0: official asserts when every rule is ignored (both samples one equal
     # constant, indistinguishable); ε = 0 there.
-    return min(EPSILON_CAP, max(0.0, best))
+    eps[active] = np.minimum(EPSILON_CAP, np.maximum(0.0, best))
+    return eps
+
+
+class _SortedModels:
+    """Every example's confidences over a fixed set of models, sorted once: the ε of any two
+    equal groups of these models then needs no sort (a rule's counts are counts of sets, so
+    they do not depend on how ties are ordered). The permutation tests relabel the same models
+    K times; one sort serves them all."""
+
+    BATCH = 256  # examples at a time: the window search's arrays stay in cache-sized pieces
+
+    def __init__(self, conf: np.ndarray, n: int, delta: float):
+        values = np.ascontiguousarray(np.asarray(conf).T)  # (n_examples, n_models)
+        self.order = np.argsort(values, axis=1, kind="stable")
+        self.xs = np.take_along_axis(values, self.order, 1)
+        self.n = n
+        self.table = _epsilon_table(n, delta)
+        self.bound = _suffix_max(self.table)
+        # batches run in threads (numpy releases the GIL in its loops), one per core the job owns
+        self.threads = min(job_cores(), -(-len(self.xs) // self.BATCH))
+
+    def epsilons(self, first, second, cut_off: bool = False) -> np.ndarray:
+        """ε_s per example of the models FIRST (the retrained side) against SECOND (n indices
+        each); with cut_off, only exact up to F's points (see ``_epsilons``)."""
+        n, m = self.n, self.xs.shape[1]
+        is_first, used = np.zeros(m, dtype=bool), np.zeros(m, dtype=bool)
+        is_first[first], used[first], used[second] = True, True, True
+        if is_first.sum() != n or used.sum() != 2 * n:
+            raise ValueError(f"need two disjoint groups of {n} models")
+        max_epsilon = _max_epsilon(n) if cut_off else None
+        out = np.empty(len(self.xs))
+
+        def batch(s: int) -> None:
+            order = self.order[s:s + self.BATCH]
+            xs, f = self.xs[s:s + self.BATCH], is_first[order]
+            if not used.all():
+                u = used[order]
+                xs, f = xs[u].reshape(len(xs), 2 * n), f[u].reshape(len(xs), 2 * n)
+            out[s:s + self.BATCH] = _epsilons(xs, f, n, self.table, self.bound, max_epsilon)
+
+        starts = range(0, len(self.xs), self.BATCH)
+        if self.threads > 1:
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(batch, starts))
+        else:
+            for s in starts:
+                batch(s)
+        return out
+
+    def quality(self, first, second) -> float:
+        """F of FIRST (retrained side) against SECOND, as ``quality``."""
+        return float(_points(self.epsilons(first, second, cut_off=True), self.n).mean())
 
 
 def _checked(retrain_conf, unlearn_conf) -> tuple[np.ndarray, np.ndarray]:
@@ -201,19 +351,18 @@ def _checked(retrain_conf, unlearn_conf) -> tuple[np.ndarray, np.ndarray]:
     return retrain, unlearn
 
 
+def _max_epsilon(n: int) -> float:
+    return float(np.ceil(np.log(n - 1)))
+
+
 def per_example_epsilon(
     retrain_conf: np.ndarray, unlearn_conf: np.ndarray, delta: float = 1e-5
 ) -> np.ndarray:
     """ε_s per forget example (capped at 50): how well the best of the official decision
     rules tells the retrained sample from the unlearned one. Inputs (n_models, n_examples)."""
     retrain, unlearn = _checked(retrain_conf, unlearn_conf)
-    table = _epsilon_table(retrain.shape[0], delta)
-    bound = _suffix_max(table)
-    retrain_is_pos = np.median(retrain, axis=0) > np.median(unlearn, axis=0)  # ties: unlearned is pos
-    retrain, unlearn = np.ascontiguousarray(retrain.T), np.ascontiguousarray(unlearn.T)
-    return np.array([
-        _example_epsilon(r, u, table, bound, None, p) for r, u, p in zip(retrain, unlearn, retrain_is_pos)
-    ])
+    n = len(retrain)
+    return _SortedModels(np.concatenate([retrain, unlearn]), n, delta).epsilons(np.arange(n), np.arange(n, 2 * n))
 
 
 def _points(eps: np.ndarray, n_models: int) -> np.ndarray:
@@ -235,27 +384,15 @@ def quality(retrain_conf: np.ndarray, unlearn_conf: np.ndarray, delta: float = 1
     """F alone, equal to ``forgetting_quality``'s, several times faster: each example's rule
     search stops once its points are known (the permutation tests compute F thousands of times)."""
     retrain, unlearn = _checked(retrain_conf, unlearn_conf)
-    n = retrain.shape[0]
-    table = _epsilon_table(n, delta)
-    bound = _suffix_max(table)
-    max_epsilon = float(np.ceil(np.log(n - 1)))
-    retrain_is_pos = np.median(retrain, axis=0) > np.median(unlearn, axis=0)  # ties: unlearned is pos
-    retrain, unlearn = np.ascontiguousarray(retrain.T), np.ascontiguousarray(unlearn.T)
-    eps = np.array([
-        _example_epsilon(r, u, table, bound, max_epsilon, p) for r, u, p in zip(retrain, unlearn, retrain_is_pos)
-    ])
-    return float(_points(eps, n).mean())
+    n = len(retrain)
+    return _SortedModels(np.concatenate([retrain, unlearn]), n, delta).quality(np.arange(n), np.arange(n, 2 * n))
 
 
 # --------------------------------------------------------------------------------------------
 # Is F distinguishable from what exchangeable models score? (permutation tests)
 
-N_PERMUTATIONS = 49  # p-value resolution 1/50; ~0.05 CPU s per F at N = 16, 144 examples: ~2.5 s per method
+N_PERMUTATIONS = 49  # p-value resolution 1/50
 NULL_BAND = (0.05, 0.95)
-
-
-def _split_f(pooled: np.ndarray, perm: np.ndarray, n: int, delta: float) -> float:
-    return quality(pooled[perm[:n]], pooled[perm[n:]], delta)
 
 
 @dataclass(frozen=True)
@@ -306,10 +443,11 @@ def permutation_test(
     retrain, unlearn = _checked(retrain_conf, unlearn_conf)
     k = _check_permutations(n_permutations)
     n = len(retrain)
-    F = quality(retrain, unlearn, delta)
-    pooled = np.concatenate([retrain, unlearn])
+    pooled = _SortedModels(np.concatenate([retrain, unlearn]), n, delta)  # sorted once for all K + 1
+    F = pooled.quality(np.arange(n), np.arange(n, 2 * n))
     rng = np.random.default_rng(seed)
-    null = np.array([_split_f(pooled, rng.permutation(2 * n), n, delta) for _ in range(k)])
+    perms = [rng.permutation(2 * n) for _ in range(k)]
+    null = np.array([pooled.quality(perm[:n], perm[n:]) for perm in perms])
     return PermutationTest(F, null)
 
 
@@ -346,14 +484,15 @@ def pair_test(
     _, b = _checked(retrain_conf, b_conf)
     k = _check_permutations(n_permutations)
     n = len(a)
-    F_a, F_b = quality(retrain, a, delta), quality(retrain, b, delta)
+    models = _SortedModels(np.concatenate([retrain, a, b]), n, delta)  # sorted once for every F
+    ref = np.arange(n)
+    F_a, F_b = models.quality(ref, n + np.arange(n)), models.quality(ref, 2 * n + np.arange(n))
     observed = abs(F_a - F_b)
-    pooled = np.concatenate([a, b])
     rng = np.random.default_rng(seed)
     exceed = 0
     for run in range(1, k + 1):
-        perm = rng.permutation(2 * n)
-        d = quality(retrain, pooled[perm[:n]], delta) - quality(retrain, pooled[perm[n:]], delta)
+        perm = n + rng.permutation(2 * n)  # A and B's models, relabelled
+        d = models.quality(ref, perm[:n]) - models.quality(ref, perm[n:])
         exceed += abs(d) >= observed - 1e-12  # ties (F is a mean of powers of 2) count against
         if stop_after is not None and exceed >= stop_after:
             return F_a - F_b, exceed / run, run

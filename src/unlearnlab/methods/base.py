@@ -8,7 +8,9 @@ It receives the original model (a copy it may change), the data parts it declare
 from __future__ import annotations
 
 import copy
-from typing import Callable, ClassVar, Iterable
+import time
+from contextlib import contextmanager
+from typing import Callable, ClassVar, Iterable, Iterator
 
 import lightning as L
 import torch
@@ -106,6 +108,18 @@ class UnlearningMethod(EpochMetrics):
         self.augment = Augment(int(crop_padding), bool(flip))
         self.phase = "unlearn"
         self._teachers: dict[str, nn.Module] = {}  # a plain dict: outside the module tree
+        self.untimed_seconds = 0.0
+
+    @contextmanager
+    def untimed(self) -> Iterator[None]:
+        """Work inside `run` that produces the model being unlearned (e.g. newton's refit of its
+        own original) rather than unlearning it: the cell's cost/seconds leaves it out, so that
+        cost/rte compares unlearning with retraining only."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.untimed_seconds += time.perf_counter() - start
 
     def add_teacher(self, name: str, model: nn.Module) -> nn.Module:
         """Declare a frozen teacher: a copy of `model` in eval mode without gradients; returns it."""
