@@ -6,8 +6,8 @@
 For models whose architecture unlearnlab can build (`model=`) trained on a dataset and split it
 can load: every state dict in DIR (`*.safetensors`, or `*.pt` / `*.pth` read with
 torch.load(weights_only=True), never unpickling code) is loaded into `model=`'s architecture and
-measured exactly as a study measures its cells (cells.measure: eval mode, the source's
-normalisation, no augmentation), and OUT receives one NAME.npz per checkpoint (float32 logits
+measured exactly as a study measures its cells (cells.measure on one thread: eval mode, the
+source's normalisation, no augmentation), and OUT receives one NAME.npz per checkpoint (float32 logits
 forget, test, val and retain, the whole retain set) plus labels.npz (their labels,
 `retain_sample` — the rows of retain a study's MIAs read, its fixed subsample of |test| — the
 forget set's training indices and the data fingerprint): audit_files then gives a study's own
@@ -31,6 +31,7 @@ from safetensors.torch import load_file
 
 from unlearnlab.audit_files import natural_key
 from unlearnlab.cells import measure
+from unlearnlab.certified import single_thread
 from unlearnlab.data import StudyData, load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.models import build_model
@@ -133,7 +134,8 @@ def logits_task(cfg: DictConfig) -> Path:
         for path in ckpts:
             model = build_model(cfg.model, data.input_shape, data.num_classes)
             load_into(model, read_state_dict(path), path, str(cfg.model.name))
-            outputs, metrics = measure(model, data, int(cfg.logits.batch_size), NPZ_PARTS)
+            with single_thread():  # as a cell is measured (cells.py): the same bytes for the same weights
+                outputs, metrics = measure(model, data, int(cfg.logits.batch_size), NPZ_PARTS)
             np.savez(tmp / f"{path.stem}.npz", **{part: outputs[part].numpy() for part in NPZ_PARTS})
             accs = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
             console.print(f"{path.name}: {accs}", soft_wrap=True)
