@@ -114,16 +114,15 @@ def unlearnlab_inprocess(out: Path, *overrides: str):
 def cli_config_check():
     """The CLI's start-up check (`cli.install_config_check`, on Hydra's config loader) for this block
     only: a config the CLI refuses before Hydra makes the run dir makes `compose` raise here."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-
     from unlearnlab.cli import install_config_check
+    from unlearnlab.hydra_internals import restore_loader, saved_loader
 
-    original = ConfigLoaderImpl.load_configuration
+    original = saved_loader()
     install_config_check()
     try:
         yield
     finally:
-        ConfigLoaderImpl.load_configuration = original  # type: ignore[method-assign]
+        restore_loader(original)
 
 
 def inprocess_error(out: Path, *overrides: str) -> BaseException:

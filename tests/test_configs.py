@@ -1,8 +1,9 @@
 """Every option of every config group, and every experiment, composes and names real code.
 
 The contributor guide (README, "Contributing") promises that adding a method / audit / dataset /
-model is a file plus a config; this is the test that catches a config that doesn't compose, a
-`_target_` that doesn't resolve, or an experiment that refers to a preset that is gone.
+model is a file plus a config — in unlearnlab's conf/ or in an installed plugin's (README, "Bring
+your own method"): the options are found, not listed, so this is the test that catches a config that
+doesn't compose, a `_target_` that doesn't resolve, or an experiment that refers to a preset that is gone.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
+from unlearnlab.registry import target_problem
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["dataset", "split", "model", "recipe", "method", "audit", "trainer", "logger", "paths", "bench",
           "experiment", "debug", "hparams_search"]
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+    """GROUP's options: unlearnlab's conf/GROUP/ and every installed plugin's."""
+    from unlearnlab import plugins
+
+    found = {p.stem for p in (CONF / group).glob("*.yaml")}
+    for plugin in plugins.installed():
+        found |= set(plugin.options().get(group, []))
+    return sorted(found)
 
 
 def override(group: str, option: str) -> str:
@@ -70,6 +79,7 @@ def test_every_option_composes_and_its_targets_resolve(group, option):
         except (ImportError, ValueError):
             obj = get_method(target)
         assert callable(obj), f"{where}._target_={target} is not callable"
+        assert target_problem(target) is None, f"{where}._target_={target}: {target_problem(target)}"
     if group in ("method", "audit", "model", "dataset", "split", "recipe"):
         node = plain["audit"][option] if group == "audit" else plain["methods"][option] if group == "method" else plain[group]
         assert node, f"{group}={option} composed to an empty node"

@@ -12,16 +12,21 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unlearnlab"
 
 # The README's rows, top to bottom; a module may import its own row or the rows below it.
 LAYERS = [
-    ["cli"], ["tasks"], ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["workers"], ["study"],
+    ["__init__"], ["cli", "api", "testing"], ["tasks"],
+    ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["workers"], ["study"],
     ["report", "tables", "plots", "auditing"], ["pipeline", "checks"], ["plan", "cells"],
     ["methods", "audits", "models", "registry", "tracking", "certified"],
-    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "__init__"],
+    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "plugins", "hydra_internals"],
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
+# The package itself is the front door (`unlearnlab.run`/`compose`), then the entry points: the command
+# line, the library API and the test kit for plugin authors.
 # Function-local project imports keep these light to import: `unlearnlab --help` and the start-up
 # checks run before torch is imported; tasks imports only the task that runs; Hydra instantiates the
 # sweep and plan callbacks in every launching process; bench probes an optional benchmark.
-LAZY = {"cli", "tasks", "sweep", "plan_task", "checks", "bench"}
+# The package's own __init__ (`unlearnlab.run`, `unlearnlab.compose`) imports the library API only
+# when called, so `import unlearnlab` imports nothing else.
+LAZY = {"__init__", "cli", "tasks", "sweep", "plan_task", "checks", "bench"}
 
 
 def _imports(path: Path):

@@ -1,12 +1,11 @@
-"""The train-mode guarantee (issue #11 item 1): at the start of every fit of every registered
-method, the model being unlearned is in train mode — even when something left it in eval mode
-before — and every frozen teacher the method declares is in eval mode. Lightning 2.x does not
-switch modules to train mode itself; EpochMetrics.on_fit_start does."""
+"""The train-mode guarantee (issue #11 item 1): at the start of every fit of every method, the model
+being unlearned is in train mode — even when something left it in eval mode before — and every
+frozen teacher the method declares is in eval mode. Lightning 2.x does not switch modules to train
+mode itself; EpochMetrics.on_fit_start does. That every installed method keeps it (each option of
+conf/method/ and of every plugin, discovered) is checked by tests/test_methods_contract.py with the
+test kit's ModeRecorder (unlearnlab.testing); here, how the guarantee is made."""
 
 from __future__ import annotations
-
-import warnings
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -15,22 +14,6 @@ from conftest import method_config, quick_trainer
 
 from unlearnlab.methods.base import MethodData
 from unlearnlab.models.small_cnn import SmallCNN
-
-METHODS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "method").glob("*.yaml"))
-
-
-class ModeRecorder(L.Callback):
-    """At each fit's start: the modes of the unlearned model's modules and of the teachers."""
-
-    def __init__(self) -> None:
-        self.fits: list[dict] = []
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.fits.append({
-            "model": {n: m.training for n, m in pl_module.model.named_modules()},
-            "tree_in_eval": [n for n, m in pl_module.named_modules() if not m.training],
-            "teachers": {t: [m.training for m in mod.modules()] for t, mod in pl_module.teachers.items()},
-        })
 
 
 def _build(name, digits_data, state_dict, seed=0):
@@ -44,37 +27,6 @@ def _build(name, digits_data, state_dict, seed=0):
     model.load_state_dict(state_dict)
     model.eval()  # as a scoring pass would leave it: the framework must undo this at every fit
     return cls, instantiate(cfg, model=model, data=MethodData(digits_data, cls.reads, seed, name))
-
-
-@pytest.mark.parametrize("name", METHODS)
-def test_every_fit_starts_with_the_model_in_train_mode_and_teachers_in_eval(name, digits_data, trained_small_cnn):
-    from unlearnlab.methods.newton import ClosedFormRemoval, ExactRetrain
-
-    cls, method = None, None
-    from unlearnlab.cells import method_class
-
-    cls = method_class({k: v for k, v in method_config(name).items() if k != "name"}, name)
-    if issubclass(cls, (ClosedFormRemoval, ExactRetrain)):
-        pytest.skip(f"{name}: closed-form removal on logreg features, no Trainer fit")
-    cls, method = _build(name, digits_data, trained_small_cnn)
-    recorder = ModeRecorder()
-
-    def make_trainer(max_epochs, phase="train"):
-        return quick_trainer(max_epochs, callbacks=[recorder], limit_train_batches=1)
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        method.run(make_trainer)
-    if not recorder.fits:
-        assert name == "identity", f"{name} ran no fit"
-        pytest.skip("identity runs no fit (the original, unchanged)")
-    for fit in recorder.fits:
-        assert all(fit["model"].values()), f"{name}: modules in eval mode at fit start: " + str(
-            [n for n, t in fit["model"].items() if not t])
-        assert fit["tree_in_eval"] == [], f"{name}: the LightningModule tree holds eval modules {fit['tree_in_eval']}"
-        for teacher, modes in fit["teachers"].items():
-            assert not any(modes), f"{name}: teacher {teacher!r} is in train mode at fit start"
-    assert not [w for w in caught if "in eval mode" in str(w.message)], f"{name}: Lightning warned about eval mode"
 
 
 def test_teachers_are_declared_where_methods_distil(digits_data, trained_small_cnn):

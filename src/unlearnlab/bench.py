@@ -46,7 +46,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from unlearnlab import config_dir
+from unlearnlab.plugins import config_dir
 from unlearnlab.cells import trainer_factory
 from unlearnlab.cores import job_cores
 from unlearnlab.data.loader import Augment, DeviceBatches

@@ -56,6 +56,8 @@ from unlearnlab.data import load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.pipeline import config_dict, output_dir
 from unlearnlab.plan import Planner, plain
+from unlearnlab.registry import source_loader
+from unlearnlab.schemas import location_keys
 from unlearnlab.store import FILES, FORMAT, CorruptEntryError, Store, canonical_json, normalise, read_meta
 from unlearnlab.tracking import wandb_mode
 
@@ -139,7 +141,7 @@ def forget_file(data, split_cfg) -> tuple[bytes, dict[str, Any]]:
 
 def export_cells(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     """Write the bundle of every cell of `cfg`'s study of the kinds export.kinds names; (path, manifest)."""
-    data = load_study_data(cfg.dataset, cfg.split)
+    data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset))
     planner = Planner(cfg, data.fingerprint())
     store = Store(cfg.paths.store)
     kinds = [str(k) for k in cfg.export.kinds]
@@ -161,7 +163,7 @@ def export_cells(cfg: DictConfig) -> tuple[Path, dict[str, Any]]:
     forget = forget_file(data, cfg.split) if cfg.export.forget_indices else None
     study = {
         "study_name": str(cfg.study_name), "n_models": int(cfg.n_models), "seed": int(cfg.seed),
-        "dataset": {k: v for k, v in plain(cfg.dataset).items() if k not in ("root", "download", "csv")},
+        "dataset": {k: v for k, v in plain(cfg.dataset).items() if k not in location_keys(cfg.dataset)},
         "split": {k: v for k, v in plain(cfg.split).items() if k != "path"},
         "model": plain(cfg.model), "recipe": plain(cfg.recipe), "methods": list(planner.methods), "kinds": kinds,
     }
@@ -574,7 +576,7 @@ def import_task(cfg: DictConfig) -> Imported:
     store = Store(cfg.paths.store)
     expected, hint, data = None, "", None
     if options.check_data:
-        data = load_study_data(cfg.dataset, cfg.split)
+        data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset))
         expected, hint = data.fingerprint(), f"dataset={cfg.dataset.name} split={cfg.split.name}"
     want_forget = options.forget_indices is not None
     if options.artifact:

@@ -5,6 +5,10 @@ or any model trained, each refused with one ConfigError line that names the fix.
 Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py), and
 `tasks.run_task` runs it again on the job's config. It checks:
 
+- plugins: every installed plugin (unlearnlab.plugins) imports, its entry point names a top-level
+  package, its option names clash with no built-in option or other plugin's, and its config files
+  name `_target_`s only in its own package or unlearnlab's allowed set;
+
 - code: every `_target_`, `hydra.*` included (registry.check_targets); Hydra's logging config
   (no factories, known handler classes, log files only in the run's output folder), the
   environment variables `hydra.job.env_set` may set, submitit's shell fields (command line only);
@@ -29,6 +33,7 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -37,9 +42,9 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from unlearnlab import schemas
+from unlearnlab import plugins, schemas
 from unlearnlab.errors import ConfigError, safe_name
-from unlearnlab.registry import check_targets, target_object
+from unlearnlab.registry import RULES, check_targets, target_object, target_problem
 from unlearnlab.store import check_root
 
 # Keys of a method config the framework reads (plan.FRAMEWORK_KEYS); the class never sees them.
@@ -69,7 +74,8 @@ def check_config(cfg: DictConfig) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     hydra_node = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
-    check_schemas(cfg, hydra_node)  # first: it resolves nothing
+    check_plugins()
+    check_schemas(cfg, hydra_node)  # it resolves nothing
     for key in cfg:
         if key != "hydra":
             check_targets(cfg.get(key), f"config.{key}")
@@ -78,7 +84,8 @@ def check_config(cfg: DictConfig) -> None:
     if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
         names = list(cfg.get("methods") or {})
         raise ConfigError(f"method.{next(iter(cfg.method), 'KEY')} is not a config key: a method's arguments sit at "
-                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them")
+                          f"methods.NAME.KEY (this study: {', '.join(names) or 'no methods'}); method=[...] chooses them "
+                          f"(a conf/method/NAME.yaml must start with `# @package methods.NAME` on its first line)")
     view = _Resolver(cfg, strict=HydraConfig.initialized() and "hydra" not in cfg)
     check_missing(cfg)
     check_paths(view)
@@ -87,6 +94,7 @@ def check_config(cfg: DictConfig) -> None:
     check_trainer(view.get("trainer"))
     methods = method_configs(view)
     check_objective(view.get("objective"), methods)
+    check_dataset(view.get("dataset"))
     model_obj = check_model(view.get("model"))
     for where, mcfg in methods.items():
         check_method(where, mcfg, model_obj, view.get("model") or {})
@@ -109,6 +117,51 @@ class _Resolver:
             if self.strict:
                 raise ConfigError(f"{key}: {str(err).splitlines()[0]}") from None
             return None
+
+
+# -- plugins ---------------------------------------------------------------------------------
+def check_plugins() -> None:
+    """The installed plugins, before any of their code is asked for: the first problem, one line."""
+    lines = plugins.problems() or plugin_config_problems(plugins.installed()) or plugins.import_problems()
+    if lines:
+        raise ConfigError(lines[0])
+
+
+@functools.lru_cache(maxsize=None)
+def plugin_config_problems(installed: tuple[plugins.Plugin, ...]) -> list[str]:
+    """A plugin's config files may name `_target_`s in its own package, or what unlearnlab's own
+    configs may name (its methods, torch.optim, …) — never another package, another plugin's included."""
+    out = []
+    for plugin in installed:
+        if plugin.conf is None:
+            continue
+        for path in sorted(plugin.conf.rglob("*.yaml")):
+            try:
+                node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+            except Exception as err:  # noqa: BLE001 - a file that does not parse is the plugin's to fix
+                out.append(f"{plugin.label}: {path} does not parse ({str(err).splitlines()[0]}); fix the file")
+                continue
+            for target in _targets(node):
+                if not isinstance(target, str) or target.startswith(plugin.package + "."):
+                    continue
+                builtin = next((r for r in RULES if target.startswith(r.prefix)), None)
+                if builtin is None or target_problem(target) is not None:
+                    rel = path.relative_to(plugin.conf.parent)
+                    out.append(f"{plugin.label}: {plugin.package}/{rel} names _target_ {target}, outside its package "
+                               f"{plugin.package}; a plugin's configs name its own classes (move the class into "
+                               f"{plugin.package}, or make its package a plugin of its own)")
+    return out
+
+
+def _targets(node: Any):
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield node["_target_"]
+        for value in node.values():
+            yield from _targets(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _targets(value)
 
 
 # -- code ------------------------------------------------------------------------------------
@@ -365,6 +418,10 @@ def check_names(cfg: DictConfig, view: _Resolver) -> None:
         safe_name(name, f"methods.{name}")
         if isinstance(mcfg, dict) and "name" in mcfg:
             safe_name(mcfg["name"], f"methods.{name}.name")
+            if str(mcfg["name"]) != str(name):
+                raise ConfigError(f"methods.{name}.name={mcfg['name']} differs from the option's name {name}: a method "
+                                  f"is named by its config file (conf/method/{name}.yaml); set name: {name} or leave "
+                                  f"it out")
     for name in view.get("audit") or {}:
         safe_name(name, f"audit.{name}")
     study = view.get("study_name")
@@ -547,6 +604,15 @@ def _arguments(node: dict[str, Any], framework: tuple[str, ...]) -> dict[str, An
     return {k: v for k, v in node.items() if k not in framework and not k.startswith("_")}
 
 
+def check_dataset(dataset: Any) -> None:
+    """A dataset whose loader the config names (`dataset=` with `_target_`, a plugin's source):
+    the loader allowed, its `options` bound to its signature (root and download are given)."""
+    if not isinstance(dataset, dict) or "_target_" not in dataset:
+        return
+    obj = target_object(dataset["_target_"], "config.dataset")
+    bind_arguments(obj, dict(dataset.get("options") or {}), ("root", "download"), "dataset.options")
+
+
 def check_model(model: Any) -> Any:
     """The model's class (or builder), its arguments bound to it. None when there is no model node."""
     if not isinstance(model, dict) or "_target_" not in model:
@@ -584,13 +650,21 @@ def model_kind(obj: Any) -> str:
     return DEFAULT_MODEL_KIND
 
 
+def kind_overrides(kinds: frozenset[str] | None) -> list[str]:
+    """The overrides that give a study a model of one of KINDS: [] for networks (the default model),
+    `model=logreg recipe=exact` for the certified methods' logistic regression."""
+    if kinds is None or DEFAULT_MODEL_KIND in kinds:
+        return []
+    return ["model=logreg", "recipe=exact"] if "logreg" in kinds else []
+
+
 def check_applies(cls: type, model_obj: Any, method_name: str, model_name: str) -> None:
     """A method that cannot apply to this model says so now, instead of failing after training
     or running as a no-op."""
     kinds, kind = method_model_kinds(cls), model_kind(model_obj)
     if kinds is not None and kind not in kinds:
         want = " or ".join(sorted(kinds))
-        hint = "model=logreg recipe=exact" if "logreg" in kinds else f"a {want} model (e.g. model=small_cnn)"
+        hint = " ".join(kind_overrides(kinds)) if kind_overrides(kinds) else f"a {want} model (e.g. model=small_cnn)"
         raise ConfigError(
             f"method {method_name} ({cls.__name__}) applies to {want} models, but model={model_name} is a "
             f"{kind} model; use {hint}, or a method for {kind} models"

@@ -8,7 +8,8 @@ Three things happen around Hydra:
   in-process by Hydra's compose API) goes through `checks.check_config` before Hydra acts on
   it: before it configures logging from it, instantiates its callbacks, launcher or sweeper, or
   starts the task. Hydra has no hook for that, so `install_config_check` wraps its config
-  loader's `load_configuration` (hydra-core is pinned; tests/test_security.py would notice).
+  loader (hydra_internals.install_load_hook: hydra-core is pinned, tests/test_hydra_internals.py
+  would notice a change).
   The same wrapper turns Hydra's own refusal of a key a schema lacks or a value of the wrong
   type (`recipe.lrr=0.1`, `logger.cell_runs=maybe`) into one line (checks.composition_error);
 - errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
@@ -17,14 +18,13 @@ Three things happen around Hydra:
 
 from __future__ import annotations
 
-import functools
-import inspect
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from unlearnlab import config_dir, schemas
+from unlearnlab import schemas
+from unlearnlab.plugins import config_dir
 from unlearnlab.errors import ConfigError
 
 schemas.register()  # before @hydra.main composes anything, here and in every process that imports the app
@@ -38,17 +38,20 @@ def one_line_errors() -> tuple[type[BaseException], ...]:
     - CorruptEntryError: a damaged store entry (names the entry and task=verify);
     - FileNotFoundError: a file or folder the config names is not there;
     - Lightning's MisconfigurationException: Lightning refusing a Trainer setting;
-    - OmegaConf's MissingMandatoryValue: a `???` value left unset.
+    - OmegaConf's MissingMandatoryValue: a `???` value left unset;
+    - DataAccessError: a method read a data part it does not declare (names the method and the
+      part to declare; nothing is stored for that cell).
     A plain ValueError/TypeError/RuntimeError stays a traceback: it may be a bug.
     """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from omegaconf.errors import MissingMandatoryValue
 
+    from unlearnlab.methods.base import DataAccessError
     from unlearnlab.store import CorruptEntryError
     from unlearnlab.training import DivergedError
 
     return (ConfigError, DivergedError, CorruptEntryError, FileNotFoundError, MisconfigurationException,
-            MissingMandatoryValue)
+            MissingMandatoryValue, DataAccessError)
 
 
 def fail(err: BaseException) -> None:
@@ -69,55 +72,71 @@ def app(cfg: DictConfig) -> float | None:
 
 def install_config_check() -> None:
     """Check every config Hydra composes (with its `hydra` node) before Hydra uses it."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from unlearnlab.hydra_internals import install_load_hook
 
-    load = ConfigLoaderImpl.load_configuration
-    if getattr(load, "_unlearnlab_checked", False):
-        return
-    signature = inspect.signature(load)
+    install_load_hook(_checked_load)
 
-    @functools.wraps(load)
-    def checked(self, *args, **kwargs):
-        from hydra.errors import ConfigCompositionException
 
-        from unlearnlab.checks import check_config, composition_error
+def _checked_load(loader, load, from_shell: bool):
+    from hydra.errors import ConfigCompositionException
 
+    from unlearnlab.checks import check_config, composition_error
+
+    try:
         try:
-            try:
-                cfg = load(self, *args, **kwargs)
-            except ConfigCompositionException as err:
-                line = composition_error(err)  # a schema's refusal; anything else as Hydra words it
-                if line is None:
-                    raise
-                raise line from None
-            check_config(cfg)
-        except ConfigError as err:
-            # the command line (and each sweep job's config): one line, exit 2. Hydra's compose
-            # API (from_shell=False: an audit or plan composed in-process) gets the exception.
-            if signature.bind(self, *args, **kwargs).arguments.get("from_shell", True):
-                fail(err)
-            raise
-        return cfg
+            cfg = load()
+        except ConfigCompositionException as err:
+            line = composition_error(err)  # a schema's refusal; anything else as Hydra words it
+            if line is None:
+                raise
+            raise line from None
+        check_config(cfg)
+    except ConfigError as err:
+        # the command line (and each sweep job's config): one line, exit 2. Hydra's compose
+        # API (from_shell=False: an audit or plan composed in-process) gets the exception.
+        if from_shell:
+            fail(err)
+        raise
+    return cfg
 
-    checked._unlearnlab_checked = True  # type: ignore[attr-defined]
-    ConfigLoaderImpl.load_configuration = checked  # type: ignore[method-assign]
+
+def _flags(argv: list[str]) -> object | None:
+    from unlearnlab.hydra_internals import args_parser
+
+    try:
+        args, _ = args_parser().parse_known_args(argv)
+    except SystemExit:
+        return None  # Hydra reports the bad arguments itself
+    return args
 
 
 def _inspecting(argv: list[str]) -> bool:
     """--cfg/--help/--info/--shell-completion show a config, they do not run it: no checks."""
-    from hydra._internal.utils import get_args_parser
+    args = _flags(argv)
+    return args is None or bool(args.cfg or args.help or args.hydra_help or args.info or args.shell_completion)
 
-    try:
-        args, _ = get_args_parser().parse_known_args(argv)
-    except SystemExit:
-        return True  # Hydra reports the bad arguments itself
-    return bool(args.cfg or args.help or args.hydra_help or args.info or args.shell_completion)
+
+def plugins_help() -> str:
+    """`--help`'s last section: the installed plugins and what each adds (found without importing them)."""
+    from unlearnlab.plugins import ENTRY_POINT_GROUP, describe
+
+    lines = describe()
+    if not lines:
+        return (f"== Plugins ==\nnone installed (a package joins with an entry point in group {ENTRY_POINT_GROUP}; "
+                f"README, \"Bring your own method\")")
+    return "== Plugins ==\n" + "\n".join(lines)
 
 
 def main() -> None:
-    if not _inspecting(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if not _inspecting(argv):
         install_config_check()
-    app()
+    args = _flags(argv)
+    try:
+        app()
+    finally:
+        if args is not None and args.help:
+            print(plugins_help(), flush=True)
 
 
 if __name__ == "__main__":

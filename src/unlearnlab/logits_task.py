@@ -36,6 +36,7 @@ from unlearnlab.data import StudyData, load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.models import build_model
 from unlearnlab.pipeline import threads_per_worker, training_device
+from unlearnlab.registry import source_loader
 
 CHECKPOINTS = (".safetensors", ".pt", ".pth")
 NPZ_PARTS = ("forget", "test", "val", "retain")  # measured on every checkpoint (cells.measure)
@@ -123,7 +124,7 @@ def logits_task(cfg: DictConfig) -> Path:
     ckpts = checkpoint_files(Path(str(cfg.logits.checkpoints)).expanduser())
     out = Path(str(cfg.logits.out)).expanduser()
     check_out(out, {f"{p.stem}.npz" for p in ckpts} | {"labels.npz"})
-    data = load_study_data(cfg.dataset, cfg.split).to(device)
+    data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset)).to(device)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / f".tmp-logits-{os.getpid()}-{uuid.uuid4().hex[:8]}"

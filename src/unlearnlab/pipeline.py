@@ -22,6 +22,7 @@ from unlearnlab.cores import job_cores
 from unlearnlab.data import StudyData, load_study_data
 from unlearnlab.errors import ConfigError
 from unlearnlab.plan import Planner
+from unlearnlab.registry import source_loader
 from unlearnlab.schemas import register
 from unlearnlab.store import Store
 from unlearnlab.tracking import Tracker
@@ -116,7 +117,7 @@ def open_pipeline(cfg: DictConfig, *, store: Store | None = None, tracker: Track
     device = training_device(cfg.trainer)
     out = Path(out) if out is not None else output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_study_data(cfg.dataset, cfg.split).to(device)
+    data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset)).to(device)
     store = store or Store(cfg.paths.store, lock_timeout=cfg.paths.get("lock_timeout"))
     tracker = tracker or Tracker(config_dict(cfg.logger), str(cfg.study_name), out, config_dict(cfg))
     planner = Planner(cfg, data_id(data))

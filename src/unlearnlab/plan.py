@@ -13,6 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab.errors import ConfigError
+from unlearnlab.schemas import location_keys
 from unlearnlab.store import cell_key
 
 RETRAIN = "retrain"  # the reference every method is audited against unless it names its own
@@ -76,7 +77,8 @@ class Planner:
     def __init__(self, cfg: DictConfig, data_id: str) -> None:
         self.cfg = cfg
         # where the data was read from is not identity: the fingerprint covers what was read
-        dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in ("root", "download", "csv")}
+        locations = location_keys(cfg.dataset)
+        dataset = {k: v for k, v in plain(cfg.dataset).items() if k not in locations}
         self._common = {
             "dataset": dataset, "data": data_id, "model": plain(cfg.model), "precision": str(cfg.trainer.precision),
         }
@@ -97,7 +99,8 @@ class Planner:
         return Cell("retrain", "retrain", i, seed, spec)
 
     def unlearn(self, name: str, i: int) -> Cell:
-        method = {k: v for k, v in plain(self.methods[name]).items() if k != "reference"}
+        # a method is named by its option (checks.check_names refuses another `name`)
+        method = {"name": name, **{k: v for k, v in plain(self.methods[name]).items() if k != "reference"}}
         seed = derive_seed(self.cfg.seed, "unlearn", name, i)
         original = self.original()
         spec = {

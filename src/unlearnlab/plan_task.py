@@ -212,10 +212,10 @@ def sweep_plans(config_name: str, task_overrides: list[str]) -> list[dict[str, A
     """The plan of each study a `-m task=plan` sweep would launch as `task=cell`; None when the
     sweep's task is not plan."""
     from hydra import compose
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from unlearnlab.checks import check_config
+    from unlearnlab.hydra_internals import split_sweep
 
     parsed = OverridesParser.create().parse_overrides(list(task_overrides))
     task = next((o for o in parsed if o.key_or_group == "task"), None)
@@ -225,8 +225,8 @@ def sweep_plans(config_name: str, task_overrides: list[str]) -> list[dict[str, A
     kept = [o for o in parsed if o.key_or_group not in ("index", "task")]
     starts = None
     if index:
-        starts = [int(b[0].split("=", 1)[1]) for batch in BasicSweeper.split_arguments(index, None) for b in batch]
-    combos = [b for batch in BasicSweeper.split_arguments(kept, None) for b in batch] if kept else [[]]
+        starts = [int(job[0].split("=", 1)[1]) for job in split_sweep(index)]
+    combos = split_sweep(kept) if kept else [[]]
     plans = []
     for combo in combos:
         cfg = compose(config_name=config_name, overrides=["task=plan", *combo])

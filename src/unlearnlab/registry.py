@@ -4,15 +4,21 @@ A config is input too: a `_target_` may name any importable callable, so a share
 downloaded config could run arbitrary code. Every `_target_` passes two checks, before
 anything is built:
 
-1. its dotted name starts with a package listed in RULES, so nothing else is even imported;
-2. the name is resolved the way Hydra resolves it (Hydra's `_locate`, through module
+1. its dotted name starts with a package of a rule (RULES, plus one rule per installed plugin,
+   unlearnlab.plugins), so nothing else is even imported;
+2. the name is resolved the way Hydra resolves it (hydra_internals.locate, through module
    attributes), and the object it reaches must be *defined* in that package (`__module__`) and
-   be what the package is allowed for: an unlearning method, model or audit class of
-   unlearnlab, a listed model builder, a torch.optim optimiser or scheduler, a torchvision
-   dataset class or registered model builder, a Hydra launcher or sweeper, an Optuna sampler,
-   one of unlearnlab's Hydra callback classes. So `unlearnlab.methods.finetune.torch.save` (a function
-   imported into an allowed module) and `torchvision.datasets.utils.download_url` (a utility
-   defined there) are refused.
+   be what the package is allowed for: an unlearning method, model or audit of unlearnlab or of
+   an installed plugin (a plugin may also add dataset sources), a torch.optim optimiser or
+   scheduler, a torchvision dataset class or registered model builder, a Hydra launcher or
+   sweeper, an Optuna sampler, one of unlearnlab's Hydra callback classes. So
+   `unlearnlab.methods.finetune.torch.save` (a function imported into an allowed module) and
+   `torchvision.datasets.utils.download_url` (a utility defined there) are refused.
+
+Everything is recognised by what it is, nothing is listed: a method is a subclass of
+UnlearningMethod, an audit a class called on an AuditInput that declares its `metrics`, a model a
+torch.nn.Module subclass *or a function annotated to return one* (`def resnet18(...) -> nn.Module`),
+a dataset source a function annotated to return a data.sources.Source.
 
 `check_targets` walks a whole config (lists too); `checks.check_config` runs it over the composed
 config, `hydra.*` included, and cli.py runs that before Hydra instantiates anything.
@@ -22,22 +28,40 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import hydra.utils
-from hydra._internal.utils import _locate  # what hydra.utils.instantiate resolves a _target_ with
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from unlearnlab import plugins
+from unlearnlab.data.sources import Source
 from unlearnlab.errors import ConfigError
+from unlearnlab.hydra_internals import CORE_PLUGINS, locate
 from unlearnlab.methods.base import UnlearningMethod
-
-# Model builders that are functions, not classes (a class needs no listing).
-MODEL_BUILDERS = frozenset({"unlearnlab.models.resnet.resnet18", "unlearnlab.models.resnet.resnet18_cifar"})
+from unlearnlab.metrics import Metric
 
 
 def _subclass(obj: Any, base: Callable[[], type | tuple[type, ...]]) -> bool:
     return isinstance(obj, type) and issubclass(obj, base())
+
+
+def _returns(obj: Any, base: Callable[[], type]) -> bool:
+    """A function whose return annotation is BASE or a subclass: a builder of BASE, by what it says it builds."""
+    if not inspect.isfunction(obj):
+        return False
+    try:
+        returned = typing.get_type_hints(obj).get("return")
+    except Exception:  # noqa: BLE001 - an annotation that does not resolve says nothing
+        return False
+    return isinstance(returned, type) and issubclass(returned, base())
+
+
+def _module_class() -> type:
+    import torch.nn
+
+    return torch.nn.Module
 
 
 def _is_method(obj: Any) -> bool:
@@ -45,14 +69,24 @@ def _is_method(obj: Any) -> bool:
 
 
 def _is_model(obj: Any) -> bool:
-    import torch.nn
-
-    return _subclass(obj, lambda: torch.nn.Module) or _qualname(obj) in MODEL_BUILDERS
+    """A torch.nn.Module subclass, or a function annotated to return one (a model builder)."""
+    return _subclass(obj, _module_class) or _returns(obj, _module_class)
 
 
 def _is_audit(obj: Any) -> bool:
-    """A class whose instances are called on an AuditInput (audits follow audits.base.Audit)."""
-    return isinstance(obj, type) and any("__call__" in k.__dict__ for k in obj.__mro__[:-1])
+    """A class whose instances are called on an AuditInput and that declares its metrics (audits.base.Audit)."""
+    declared = getattr(obj, "metrics", None)
+    return (isinstance(obj, type) and any("__call__" in k.__dict__ for k in obj.__mro__[:-1])
+            and isinstance(declared, tuple) and all(isinstance(m, Metric) for m in declared))
+
+
+def _is_source(obj: Any) -> bool:
+    """A dataset loader: a function annotated to return a data.sources.Source."""
+    return _returns(obj, lambda: Source)
+
+
+def _is_plugin_code(obj: Any) -> bool:
+    return _is_method(obj) or _is_model(obj) or _is_audit(obj) or _is_source(obj)
 
 
 def _is_optim(obj: Any) -> bool:
@@ -103,32 +137,49 @@ class Rule:
 
 RULES = (
     Rule("unlearnlab.methods.", "an UnlearningMethod class", _is_method),
-    Rule("unlearnlab.models.", "a model class (or a builder listed in registry.MODEL_BUILDERS)", _is_model),
-    Rule("unlearnlab.audits.", "an audit class", _is_audit),
+    Rule("unlearnlab.models.", "a model class or a function annotated to return a torch.nn.Module", _is_model),
+    Rule("unlearnlab.audits.", "an audit class (called on an AuditInput, declaring its metrics)", _is_audit),
     Rule("unlearnlab.", "one of unlearnlab's Hydra callback classes", _is_callback),  # after the three above
     Rule("torch.optim.", "an optimiser or LR scheduler class", _is_optim),
     Rule("torchvision.datasets.", "a dataset class", _is_dataset),
     Rule("torchvision.models.", "a model class or registered model builder", _is_tv_model),
     Rule("hydra_plugins.", "a Hydra launcher or sweeper class", _is_hydra_plugin),
-    Rule("hydra._internal.core_plugins.", "a Hydra launcher or sweeper class", _is_hydra_plugin),
+    Rule(CORE_PLUGINS, "a Hydra launcher or sweeper class", _is_hydra_plugin),
     Rule("optuna.samplers.", "an Optuna sampler class", _is_sampler),
 )
 ALLOWED = ("unlearnlab methods/models/audits/Hydra callbacks, torch.optim, torchvision datasets/models, "
-           "Hydra launchers/sweepers, Optuna samplers")
+           "Hydra launchers/sweepers, Optuna samplers, installed unlearnlab plugins")
+PLUGIN_KINDS = "an UnlearningMethod, model, audit or dataset source"
+
+
+def plugin_rules(installed: tuple[plugins.Plugin, ...]) -> tuple[Rule, ...]:
+    """One rule per installed plugin: its own package, for the kinds of code a plugin may add."""
+    return tuple(Rule(f"{p.package}.", f"{PLUGIN_KINDS} of {p.label}", _is_plugin_code) for p in installed)
+
+
+def rules() -> tuple[Rule, ...]:
+    return RULES + plugin_rules(plugins.installed())
 
 
 def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
 
 
-@functools.lru_cache(maxsize=None)
 def target_problem(target: str) -> str | None:
     """Why TARGET may not be instantiated, or None when it may."""
-    rule = next((r for r in RULES if target.startswith(r.prefix)), None)
+    return _target_problem(target, plugins.installed())
+
+
+@functools.lru_cache(maxsize=None)
+def _target_problem(target: str, installed: tuple[plugins.Plugin, ...]) -> str | None:
+    rule = next((r for r in RULES + plugin_rules(installed) if target.startswith(r.prefix)), None)
     if rule is None:
-        return f"it is outside the allowed packages ({ALLOWED})"
+        top = target.split(".")[0]
+        return (f"it is outside the allowed packages ({ALLOWED}): no installed plugin registered {top} "
+                f"(a package becomes a plugin by its entry point in group {plugins.ENTRY_POINT_GROUP}, "
+                f"installed with pip)")
     try:
-        obj = _locate(target)
+        obj = locate(target)
     except Exception as err:  # noqa: BLE001 - any failure to resolve is a refusal
         cause = err.__cause__ or err
         return f"it cannot be imported ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
@@ -164,10 +215,16 @@ def check_targets(node: Any, where: str = "config") -> None:
 def target_object(target: str, where: str) -> Any:
     """The allowed object a `_target_` names (checked first)."""
     check_targets({"_target_": target}, where)
-    return _locate(target)
+    return locate(target)
 
 
 def instantiate(cfg: DictConfig | dict, where: str = "config", **kwargs: Any) -> Any:
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     check_targets(plain, where)
     return hydra.utils.instantiate(plain, **kwargs)
+
+
+def source_loader(dataset_cfg: Any) -> Callable[..., Any] | None:
+    """The loader a `dataset=` option names with `_target_` (checked), or None for a built-in source."""
+    target = dataset_cfg.get("_target_") if dataset_cfg is not None else None
+    return None if target is None else target_object(str(target), "config.dataset")

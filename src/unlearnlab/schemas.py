@@ -16,7 +16,9 @@ bound to lightning.Trainer's signature (checks.check_trainer).
 Which options use which schema:
 - dataset: `schema` (name, root, download: every torchvision and embedded source),
   `schema_fake_cifar10` (+ n_train, n_test, seed), `schema_image_folder` (+ csv, size,
-  channels, num_classes): a source's options are its loader's keyword arguments;
+  channels, num_classes), `schema_source` (+ _target_, options: a plugin's loader): a source's
+  options are its loader's keyword arguments; keys that only say where data is (root, download,
+  csv) are marked LOCATION and stay out of the cell keys;
 - split: `schema_fraction` (random, group, mislabeled), `schema_class`, `schema_index_file`;
 - recipe: `schema` (SGD recipes), `schema_exact` (+ solver, tol, max_iter);
 - trainer: `schema`; logger: `schema` (none), `schema_csv`, `schema_wandb`; paths: `schema`;
@@ -49,13 +51,19 @@ from omegaconf import MISSING
 # -- dataset --------------------------------------------------------------------------------------
 
 
+# A dataset key that says where data is read from, not what it is, is marked `location`: the cell
+# keys leave it out (plan.Planner), since the loaded data's fingerprint covers what was read. So the
+# same images in another folder reuse the cells, and edited images do not.
+LOCATION = {"location": True}
+
+
 @dataclass
 class DatasetSchema:
     """A data source (data/sources.py `SOURCES`); every key but name is its loader's argument."""
 
     name: str = MISSING  # the source: a key of data.sources.SOURCES
-    root: str = MISSING  # where it is read from (or downloaded to)
-    download: bool = False
+    root: str = field(default=MISSING, metadata=LOCATION)  # where it is read from (or downloaded to)
+    download: bool = field(default=False, metadata=LOCATION)  # whether a missing copy is fetched
 
 
 @dataclass
@@ -67,10 +75,21 @@ class FakeCifar10Schema(DatasetSchema):
 
 @dataclass
 class ImageFolderSchema(DatasetSchema):
-    csv: str | None = None  # the label file (null: ROOT/labels.csv)
+    csv: str | None = field(default=None, metadata=LOCATION)  # the label file (null: ROOT/labels.csv)
     size: int = 32
     channels: int = 3
     num_classes: int | None = None
+
+
+@dataclass
+class SourceSchema(DatasetSchema):
+    """A dataset whose loader a config names (a plugin's dataset source: a function annotated to
+    return a data.sources.Source, called as LOADER(root=..., download=..., **options)); `options`
+    are bound to the loader's signature at start-up (checks.check_dataset). `name` names the data
+    in tables and store keys. A path the loader reads belongs in `root` (a location, not identity)."""
+
+    _target_: str = MISSING
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # -- split ----------------------------------------------------------------------------------------
@@ -254,7 +273,7 @@ class ImportSchema:
 # group -> {name in the ConfigStore: schema}
 SCHEMAS: dict[str, dict[str, type]] = {
     "dataset": {"schema": DatasetSchema, "schema_fake_cifar10": FakeCifar10Schema,
-                "schema_image_folder": ImageFolderSchema},
+                "schema_image_folder": ImageFolderSchema, "schema_source": SourceSchema},
     "split": {"schema_fraction": FractionSplitSchema, "schema_class": ClassSplitSchema,
               "schema_index_file": IndexFileSplitSchema},
     "recipe": {"schema": RecipeSchema, "schema_exact": ExactRecipeSchema},
@@ -287,6 +306,16 @@ def is_schema(obj: Any) -> bool:
 def schema_name(group: str, schema: type) -> str:
     """The ConfigStore name of SCHEMA in GROUP (what an option file's defaults list names)."""
     return next(name for name, s in SCHEMAS.get(group, {}).items() if s is schema)
+
+
+def location_keys(node: Any) -> tuple[str, ...]:
+    """The keys of a dataset node that say where its data is read from (schema fields marked
+    LOCATION). A node without a schema (a plain dict in tests): every dataset schema's."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    chosen = [schema] if is_schema(schema) else list(SCHEMAS["dataset"].values())
+    return tuple(dict.fromkeys(f.name for s in chosen for f in dataclasses.fields(s) if f.metadata.get("location")))
 
 
 def keys(schema: type) -> list[str]:

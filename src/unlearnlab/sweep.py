@@ -176,12 +176,13 @@ def check_audit_inputs(cfg: DictConfig) -> None:
     from unlearnlab.data import load_study_data
     from unlearnlab.pipeline import data_id
     from unlearnlab.plan import Planner
+    from unlearnlab.registry import source_loader
     from unlearnlab.store import Store
 
     n = int(cfg.n_models)
     if n < 2:
         raise ConfigError(f"n_models={n} must be ≥ 2: the audit compares two samples of models")
-    planner = Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split)))
+    planner = Planner(cfg, data_id(load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset))))
     store = Store(cfg.paths.store)
     why = explain_missing(store, planner, planner.cells())
     if why:
@@ -214,8 +215,9 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
     """The audits a `task=cell` sweep calls for: one per combination of its sweep values other
     than `index` and `method`, with task=audit; the methods of a sweep (`method=a,b,c`) are
     audited together, `method=[a,b,c]`, so one table compares them. [] when the task is not `cell`."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from unlearnlab.hydra_internals import split_sweep
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(list(task_overrides))
@@ -224,7 +226,7 @@ def audit_overrides(task_overrides: list[str]) -> list[list[str]]:
         return []
     kept = [o for o in parsed if o.key_or_group not in INDEX_KEYS and o.key_or_group != "task"]
     kept = [parser.parse_override(_methods_together(o)) if o.key_or_group == "method" else o for o in kept]
-    combos = [b for batch in BasicSweeper.split_arguments(kept, None) for b in batch] if kept else [[]]
+    combos = split_sweep(kept) if kept else [[]]
     seen, out = set(), []
     for combo in combos:
         ov = ["task=audit", *combo]

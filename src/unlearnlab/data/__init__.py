@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 
@@ -90,7 +91,17 @@ class StudyData:
         return DeviceBatches(x, y, self.mean, self.std, batch_size, shuffle, seed, augment)
 
 
-def load_study_data(dataset_cfg, split_cfg) -> StudyData:
-    options = {k: v for k, v in dataset_cfg.items() if k not in ("name", "root", "download")}
-    source = load_source(dataset_cfg.name, root=str(dataset_cfg.root), download=bool(dataset_cfg.download), **options)
+def load_study_data(dataset_cfg, split_cfg, loader: Callable[..., Source] | None = None) -> StudyData:
+    """The study's data. LOADER: the function a `dataset=` option names with `_target_` (a plugin's
+    source, resolved and checked by registry.source_loader), called with root, download and the
+    option's `options`; without one, `dataset.name` picks a loader from data.sources.SOURCES."""
+    if loader is not None:
+        options = dict(dataset_cfg.get("options") or {})
+        source = loader(root=str(dataset_cfg.root), download=bool(dataset_cfg.download), **options)
+        if not isinstance(source, Source):
+            raise TypeError(f"dataset {dataset_cfg.name}: its loader returned {type(source).__name__}, not a Source")
+    else:
+        options = {k: v for k, v in dataset_cfg.items() if k not in ("name", "root", "download")}
+        source = load_source(dataset_cfg.name, root=str(dataset_cfg.root), download=bool(dataset_cfg.download),
+                             **options)
     return StudyData(source, make_split(source, split_cfg))
