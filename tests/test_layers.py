@@ -16,7 +16,8 @@ LAYERS = [
     ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["workers"], ["study"],
     ["report", "tables", "plots", "auditing"], ["pipeline", "checks"], ["plan", "cells"],
     ["methods", "audits", "models", "registry", "tracking", "certified"],
-    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "plugins", "hydra_internals"],
+    ["data", "training", "store", "metrics", "schemas", "errors", "cores", "plugins", "hydra_internals", "files",
+     "interrupts", "rundir"],
 ]
 RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
 # The package itself is the front door (`unlearnlab.run`/`compose`), then the entry points: the command

@@ -12,6 +12,7 @@ CLI runs are slow on a loaded 2-core machine (~35 s to start and load data), so 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import multiprocessing as mp
@@ -499,7 +500,7 @@ def test_planted_pickle_checkpoint_is_refused_and_never_executed(tmp_path):
     for planted in (ckpt, shutil.copy(ckpt, tmp_path / "model.pt")):  # any torch.load must pass weights_only=True
         with pytest.raises(Exception, match="Weights only load failed|deserializ"):
             torch.load(planted, weights_only=True)
-    _, broken, _ = scan(store)
+    broken = scan(store).broken
     assert [b["key"] for b in broken] == ["k1"] and "not a safetensors file" in broken[0]["problem"]
     assert not marker.exists()
 
@@ -691,3 +692,432 @@ def test_the_same_forget_file_at_another_path_is_the_same_cells(tmp_path):
 def test_a_number_given_as_a_string_is_the_same_cell():
     assert _keys("methods.finetune.lr=0.1") == _keys("methods.finetune.lr='0.1'")
     assert _keys("recipe.epochs=10") == _keys("recipe.epochs=10.0")
+
+
+# == issue 23: reliability, as probed ================================================================
+# -- class 1: a cell's key covers every input of its computation ---------------------------------
+@pytest.mark.parametrize("override", [
+    "trainer.limit_train_batches=1", "trainer.max_steps=3", "trainer.accumulate_grad_batches=2",
+    "trainer.gradient_clip_val=1.0", "+trainer.min_epochs=2", "trainer.precision=64", "trainer.deterministic=false",
+])
+def test_trainer_flags_that_change_training_change_every_key(override):
+    """`debug=tiny trainer.limit_train_batches=1`, then `debug=tiny`, reused all 5 cells."""
+    before, after = _base_keys(), _keys(override)
+    assert all(before[label] != after[label] for label in before), override
+
+
+@functools.cache
+def _base_keys() -> dict[str, str]:
+    return _keys()
+
+
+def test_what_cannot_change_a_result_changes_no_key(tmp_path):
+    base = _base_keys()
+    for override in ("logger=csv", "trainer.enable_progress_bar=true", "trainer.enable_model_summary=true",
+                     "trainer.log_every_n_steps=50", f"trainer.default_root_dir={tmp_path}", "trainer.precision=32",
+                     f"hydra.run.dir={tmp_path}", "+methods.finetune.flip=false"):  # 32 = 32-true; flip's own default
+        assert _keys(override) == base, override
+
+
+def test_trainer_flags_listed_as_without_effect_are_trainer_arguments():
+    import inspect
+
+    import lightning
+
+    from unlearnlab.plan import TRAINER_NO_EFFECT
+
+    assert set(TRAINER_NO_EFFECT) <= set(inspect.signature(lightning.Trainer.__init__).parameters)
+
+
+def test_a_default_set_in_python_and_the_code_version_are_in_the_key(monkeypatch):
+    """An upgrade that changes a default in a signature, or a method's code, reuses no old cell."""
+    from unlearnlab.methods.base import UnlearningMethod
+    from unlearnlab.methods.finetune import Finetune
+    from unlearnlab.models.small_cnn import SmallCNN
+
+    base = _base_keys()
+    unlearn = [label for label in base if label.startswith("finetune#")]
+    assert _keys("+methods.finetune.flip=true") != base  # finetune.yaml does not set flip: a Python default
+    names = list(inspect_signature(UnlearningMethod.__init__).parameters)[3:]  # after self, model, data
+    defaults = dict(zip(names, UnlearningMethod.__init__.__defaults__))
+    monkeypatch.setattr(UnlearningMethod.__init__, "__defaults__", tuple({**defaults, "flip": True}.values()))
+    changed = _keys()
+    assert [label for label in base if changed[label] != base[label]] == unlearn
+    monkeypatch.undo()
+    monkeypatch.setattr(Finetune, "code_version", 2, raising=False)
+    changed = _keys()
+    assert [label for label in base if changed[label] != base[label]] == unlearn
+    monkeypatch.setattr(SmallCNN, "code_version", 2, raising=False)
+    changed = _keys()
+    assert all(changed[label] != base[label] for label in base)
+
+
+def inspect_signature(fn):
+    import inspect
+
+    return inspect.signature(fn)
+
+
+def test_the_planned_key_is_the_hash_of_the_recorded_spec():
+    """Keys are computed per seed from one serialised spec (planning speed): the same hash."""
+    from hydra import compose, initialize_config_dir
+
+    from unlearnlab.plan import Planner
+    from unlearnlab.store import cell_key
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["n_models=3"])
+    cells = Planner(cfg, "data-id").cells()
+    assert len(cells) == 1 + 3 + 4 * 3 and all(c.key == cell_key(c.spec) for c in cells)
+
+
+# -- class 2: an interrupted run exits non-zero, says where it stopped, leaves no orphan ----------
+SIGTERM_DRIVER = textwrap.dedent('''
+    """The CLI, with SIGTERM sent to itself at the first training step of a retrained cell: what
+    SLURM sends at preemption or scancel, at a moment Lightning's own handler is in charge."""
+    import os, signal
+    import unlearnlab.training as training
+    real = training.SupervisedModule.training_step
+    def training_step(self, batch, index):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return real(self, batch, index)
+    training.SupervisedModule.training_step = training_step
+    from unlearnlab.cli import main
+    main()
+''')
+
+
+def _drop(store: Path, kind: str, index: int) -> Path:
+    """Remove the entry of KIND with INDEX (as recorded in its meta.json); returns its path."""
+    victim = next(p for p in (store / kind).iterdir() if json.loads((p / "meta.json").read_text())["index"] == index)
+    shutil.rmtree(victim)
+    return victim
+
+
+def test_sigterm_during_training_exits_non_zero_saying_where_and_keeps_what_was_finished(study, tmp_path):
+    """Lightning turns SIGTERM during a fit into SystemExit() — exit 0, nothing written."""
+    store = study / "store"
+    victim = _drop(store, "retrain", 1)
+    before = snapshot(store)
+    (tmp_path / "driver.py").write_text(SIGTERM_DRIVER)
+    proc = unlearnlab(study, *BASE, driver=tmp_path / "driver.py")
+    assert proc.returncode == 143, f"exit {proc.returncode}\n{proc.stderr[-3000:]}"
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: stopped by SIGTERM while computing retrain cell retrain#1 (key {victim.name}, "
+                           f"cell 3 of 5); finished cells are kept in the store: rerun the same command"), line
+    assert "Traceback" not in proc.stderr and not (study / "out" / "results.json").exists()
+    assert snapshot(store) == before and tmp_dirs(store) == [] and not victim.exists()
+
+
+@pytest.fixture
+def signals():
+    """unlearnlab's SIGTERM/SIGINT handling in this (the test's main) thread, restored afterwards."""
+    import signal as sig
+
+    from unlearnlab import interrupts
+
+    saved = {s: sig.getsignal(s) for s in interrupts.SIGNALS}
+    if not interrupts.install():
+        pytest.skip("signal handlers need the main thread")
+    yield interrupts
+    for s, handler in saved.items():
+        sig.signal(s, handler)
+
+
+def test_sigterm_in_a_sweep_job_is_an_interruption_not_a_success(study, signals, monkeypatch):
+    """task=cell, in-process, with a real SIGTERM during the fit: Interrupted naming the cell, no
+    cells.json (the job's record of success), no new or partial entry; the CLI exits 128 + 15."""
+    import signal as sig
+
+    import unlearnlab.training as training
+    from unlearnlab.cli import stopped
+
+    store = study / "store"
+    victim = _drop(store, "retrain", 1)
+    before = snapshot(store)
+    real = training.SupervisedModule.training_step
+
+    def training_step(self, batch, index):
+        os.kill(os.getpid(), sig.SIGTERM)
+        return real(self, batch, index)
+
+    monkeypatch.setattr(training.SupervisedModule, "training_step", training_step)
+    with pytest.raises(signals.Interrupted) as err:
+        inprocess(study, *BASE, "task=cell", "index=1")
+    assert f"stopped by SIGTERM while computing retrain cell retrain#1 (key {victim.name})" in str(err.value)
+    assert not (study / "out" / "cells.json").exists()
+    assert snapshot(store) == before and tmp_dirs(store) == []
+    with pytest.raises(SystemExit) as exit_:
+        stopped(err.value)
+    assert exit_.value.code == 143
+
+
+PIDNOTE = textwrap.dedent('''
+    import os, time
+    def note_pid_and_wait(folder):
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+        time.sleep(60)
+''')
+
+
+def test_sigterm_to_a_pool_launcher_ends_its_workers(signals, tmp_path, monkeypatch):
+    """hydra/launcher=pool waits for its jobs in joblib: SIGTERM there (Interrupted, a BaseException)
+    makes joblib end its loky workers instead of leaving them training on."""
+    import importlib
+    import signal as sig
+    import time
+
+    from joblib import Parallel, delayed
+
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "pidnote.py").write_text(PIDNOTE)  # what the workers import: nothing heavy
+    monkeypatch.syspath_prepend(str(tmp_path / "mods"))
+    pidnote = importlib.import_module("pidnote")
+    pids = tmp_path / "pids"
+    pids.mkdir()
+
+    def kill_when_both_started():
+        while len(list(pids.iterdir())) < 2:
+            time.sleep(0.05)
+        os.kill(os.getpid(), sig.SIGTERM)
+
+    threading.Thread(target=kill_when_both_started, daemon=True).start()
+    with pytest.raises(signals.Interrupted):
+        Parallel(n_jobs=2, backend="loky")(delayed(pidnote.note_pid_and_wait)(str(pids)) for _ in range(2))
+    workers = [int(p.name) for p in pids.iterdir()]
+    assert len(workers) == 2 and _all_gone(workers, 20), workers
+
+
+def _all_gone(pids: list[int], within: float) -> bool:
+    """Whether every process in PIDS has ended (or is a zombie) within WITHIN seconds."""
+    import time
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state != "Z":
+                alive.append(pid)
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+ORPHAN = textwrap.dedent('''
+    """A launcher that starts a worker watching it (interrupts.exit_with_parent), then dies as
+    kill -9 would: without ending the worker."""
+    import os, subprocess, sys
+    worker = subprocess.Popen([sys.executable, "-c", """
+    import sys, time
+    from unlearnlab import interrupts
+    interrupts.install()
+    interrupts.exit_with_parent(0.05)
+    print("ready", flush=True)
+    try:
+        time.sleep(60)
+    except interrupts.Interrupted as err:
+        open(sys.argv[1], "w").write(str(err))
+        raise SystemExit(err.exit_code)
+    """, sys.argv[1]], stdout=subprocess.PIPE, text=True)
+    assert worker.stdout.readline() == "ready\\n"
+    print(worker.pid, flush=True)
+    os._exit(0)
+''')
+
+
+def test_a_pool_worker_ends_when_its_launcher_is_killed(tmp_path):
+    """kill -9 of a pool sweep's launching process left its loky workers training, orphaned."""
+    (tmp_path / "launcher.py").write_text(ORPHAN)
+    said = tmp_path / "said.txt"
+    proc = subprocess.run([sys.executable, str(tmp_path / "launcher.py"), str(said)], capture_output=True, text=True,
+                          timeout=120)
+    worker = int(proc.stdout.split()[-1])
+    assert _all_gone([worker], 30), "the worker outlived its launcher"
+    assert re.match(r"stopped by SIGTERM \(the sweep's launching process, pid \d+, is gone\)", said.read_text())
+
+
+def test_a_pool_job_watches_its_launcher_and_a_command_from_a_shell_does_not():
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from unlearnlab.cli import _in_pool_worker
+
+    saved = HydraConfig.instance().cfg
+    try:
+        for launcher, mode, expected in (("pool", RunMode.MULTIRUN, True), ("local", RunMode.MULTIRUN, False),
+                                         ("pool", RunMode.RUN, False)):
+            from hydra import compose, initialize_config_dir
+
+            with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+                cfg = compose("config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+            cfg.hydra.mode = mode
+            HydraConfig.instance().set_config(cfg)
+            assert _in_pool_worker() is expected, (launcher, mode)
+    finally:
+        HydraConfig.instance().cfg = saved
+
+
+# -- class 3: a run never writes into a folder another run owns ----------------------------------
+def _hydra_cfg(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides), return_hydra_config=True)
+
+
+def test_two_runs_of_the_same_second_get_two_folders(tmp_path):
+    """Two studies started in the same second shared outputs/DATE/TIME (one's results were gone)."""
+    from unlearnlab.rundir import MARK, claim_output_dir
+
+    first, second = _hydra_cfg(f"paths.root={tmp_path}"), _hydra_cfg(f"paths.root={tmp_path}")
+    second.hydra.run.dir = first.hydra.run.dir = str(tmp_path / "outputs" / "2026-01-01" / "10-00-00")  # the same second
+    a, b = claim_output_dir(first, "run"), claim_output_dir(second, "run")
+    assert a == tmp_path / "outputs" / "2026-01-01" / "10-00-00" and b == a.with_name("10-00-00-2")
+    assert second.hydra.run.dir == str(b) and (a / MARK).is_file() and (b / MARK).is_file()
+    old = tmp_path / "old"  # a folder from before markers, holding a run's files, counts as taken
+    (old / ".hydra").mkdir(parents=True)
+    third = _hydra_cfg(f"paths.root={tmp_path}")
+    third.hydra.run.dir = str(old)
+    assert claim_output_dir(third, "run") == tmp_path / "old-2"
+
+
+def test_two_sweeps_of_the_same_second_get_two_folders_and_the_jobs_follow(tmp_path):
+    from unlearnlab.rundir import claim_output_dir
+
+    sweeps = [_hydra_cfg(f"paths.root={tmp_path}") for _ in range(2)]
+    for c in sweeps:
+        c.hydra.sweep.dir = str(tmp_path / "multirun" / "t")
+    assert [claim_output_dir(c, "sweep") for c in sweeps] == [tmp_path / "multirun" / "t", tmp_path / "multirun" / "t-2"]
+    # each job recomposes its config from the sweep's hydra overrides: they name the folder claimed
+    assert list(sweeps[1].hydra.overrides.hydra)[-1] == f"hydra.sweep.dir='{tmp_path / 'multirun' / 't-2'}'"
+    job = _hydra_cfg(f"paths.root={tmp_path}", *sweeps[1].hydra.overrides.hydra)
+    assert job.hydra.sweep.dir == str(tmp_path / "multirun" / "t-2")
+
+
+def test_a_run_folder_given_on_the_command_line_is_never_shared(tmp_path, capsys):
+    """A second study given an existing hydra.run.dir overwrote its results.json silently."""
+    from unlearnlab.rundir import RunDirCallback
+
+    out = tmp_path / "runs" / "today"
+    RunDirCallback().on_run_start(_hydra_cfg(f"hydra.run.dir={out}"))
+    (out / "results.json").write_text("{}")
+    with pytest.raises(SystemExit) as exit_:
+        RunDirCallback().on_run_start(_hydra_cfg(f"hydra.run.dir={out}"))
+    assert exit_.value.code == 2 and (out / "results.json").read_text() == "{}"
+    assert capsys.readouterr().err.strip() == (
+        f"error: hydra.run.dir={out} already holds another run's output (.unlearnlab-run); a run never writes into "
+        f"another run's folder: give a new hydra.run.dir, or remove that folder")
+    with pytest.raises(SystemExit):  # a path the file system cannot hold: one line, not ENAMETOOLONG's traceback
+        RunDirCallback().on_run_start(_hydra_cfg(f"hydra.run.dir={tmp_path / ('x' * 256)}"))
+    assert "is 256 bytes long, and file systems allow 255" in capsys.readouterr().err
+
+
+# -- class 5: paths are where the command started, not where hydra.job.chdir moved it ---------------
+def test_relative_paths_resolve_against_where_the_command_started(study, monkeypatch):
+    """hydra.job.chdir=true runs the job inside its output folder: the default ./store became a
+    new store per run and per sweep job."""
+    from hydra import initialize_config_dir
+
+    from unlearnlab.pipeline import run_composed
+    from unlearnlab.tasks import run_task
+
+    monkeypatch.chdir(study)  # where the user starts `unlearnlab`
+    out = study / "out"
+
+    def as_hydra_runs_it(cfg):
+        out.mkdir(exist_ok=True)
+        os.chdir(out)  # what hydra.job.chdir=true does before the task starts
+        return run_task(cfg)
+
+    before = snapshot(study / "store")
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        run_composed([*BASE, "hydra.job.chdir=true", "paths.root=."], out, as_hydra_runs_it)
+    assert not (out / "store").exists() and snapshot(study / "store") == before  # every cell came from ./store
+
+
+# -- class 8: ordinary conditions, one line each ------------------------------------------------------
+def test_a_dangling_symlink_or_an_overlong_name_as_the_store_is_one_line(tmp_path):
+    link = tmp_path / "store"
+    link.symlink_to(tmp_path / "gone")
+    line = inprocess_line(tmp_path, *BASE)
+    assert line == (f"error: paths.store={link}: {link} is a symbolic link to {tmp_path / 'gone'}, which does not "
+                    f"exist; create that folder, or point paths.store elsewhere")
+    long = tmp_path / ("s" * 256)
+    line = inprocess_line(tmp_path, *BASE, f"paths.store={long}")
+    assert line.startswith(f"error: paths.store={long}: the path component ssss") and "is 256 bytes long" in line
+
+
+def test_results_json_is_whole_or_the_previous_one_on_a_full_disk(tmpfs):
+    from unlearnlab.files import ResultWriteError
+    from unlearnlab.study import write_results
+
+    out = tmpfs("64k")
+    previous = write_results({"methods": {"a": {"audit/F": 0.1}}}, out).read_text()
+    big = {"methods": {f"m{i}": {"audit/F": 0.1, "pad": "x" * 1000} for i in range(200)}}  # ~200 kB: does not fit
+    with pytest.raises(ResultWriteError, match=r"could not write .*results.json \(No space left on device\); "
+                                               r"the previous file is unchanged"):
+        write_results(big, out)
+    assert (out / "results.json").read_text() == previous and sorted(p.name for p in out.iterdir()) == ["results.json"]
+
+
+def test_result_files_are_written_atomically():
+    """results.json, cells.json and bench.json go through files.write_atomic (tested above on a
+    real full disk), never a plain write that a full disk leaves half-written."""
+    src = REPO / "src" / "unlearnlab"
+    for module, name in (("study.py", "results.json"), ("sweep.py", "cells.json"), ("bench.py", "bench.json")):
+        text = (src / module).read_text()
+        assert "write_atomic(" in text and name in text, module
+        assert not re.search(r"\.write_(text|bytes)\(json\.dumps", text), module
+
+
+def test_wandb_online_without_a_login_logs_offline_instead_of_prompting(tmp_path, monkeypatch):
+    from unlearnlab.tracking import wandb_mode
+
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    with pytest.warns(UserWarning, match=r"WANDB_MODE=online, but no W&B login was found .*logging offline instead "
+                                         r"of waiting at wandb's login prompt"):
+        assert wandb_mode(None) == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)  # a login: online it stays (unreachable is handled apart)
+    assert wandb_mode(None) == "online"
+
+
+def test_a_study_with_output_redirected_prints_each_cell_as_it_finishes(study, capsys, monkeypatch):
+    """SLURM and nohup write to a file: the progress bar printed nothing until the study ended."""
+    import unlearnlab.study as study_mod
+
+    monkeypatch.setattr(study_mod, "LARGE_STUDY_CELLS", 1)  # warnings before and during a study of hours
+    monkeypatch.setattr(study_mod, "LONG_STUDY_SECONDS", 0.0)
+    victims = [_drop(study / "store", "unlearn", i) for i in (0, 1)]
+    capsys.readouterr()
+    inprocess(study, *BASE)
+    out = capsys.readouterr().out  # not a terminal, as under SLURM
+    assert out.index("cells: 5 (3 in the store") < out.index("warning: 2 cells to compute")
+    first = out.index(f"cell 4/5 finetune#0 {victims[0].name}: computed in ")
+    assert "(3 cached, 1 computed of 2; about " in out[first:] and "s left)" in out[first:]
+    assert out.index("warning: at the rate so far the remaining 1 cells take about") > first
+    assert first < out.index(f"cell 5/5 finetune#1 {victims[1].name}: computed in ") < out.index("cells: 3 cached, 2 computed of 2")
+    assert out.index("cells: 3 cached, 2 computed of 2") < out.index("results:")
+
+
+def test_planning_a_huge_study_takes_seconds():
+    """`task=plan n_models=200000` ran 9 minutes without a word: planning grew faster than N."""
+    import time
+
+    from hydra import compose, initialize_config_dir
+
+    from unlearnlab.plan_task import plan_study
+
+    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["task=plan", "n_models=10000", "paths.root=/nonexistent-root"])
+    start = time.perf_counter()
+    plan = plan_study(cfg)
+    assert plan["cells"]["total"] == 1 + 10000 * 5 and plan["to_compute"] == 50001
+    assert time.perf_counter() - start < 30  # ~3 s here; quadratic planning took minutes at this N

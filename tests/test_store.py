@@ -6,6 +6,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -235,3 +238,92 @@ def test_waiting_on_a_stopped_holder_says_what_and_how_long_then_times_out(tmp_p
     with Store(tmp_path, lock_timeout=5).lock("retrain", "k1"):  # the holder died: free at once
         assert (tmp_path / "locks" / "retrain-k1.owner").read_text().split()[1] == str(os.getpid())
     assert not (tmp_path / "locks" / "retrain-k1.owner").exists()
+
+
+# -- issue 23, class 7: a damaged store never blocks --------------------------------------------------
+KEY = "0123456789abcdef01234567"  # a name cell_key can produce
+
+
+def test_an_entry_folder_without_meta_json_is_moved_aside_and_recomputed(tmp_path):
+    """What an interrupted cp/rsync leaves: every study recomputed the cell and died on rename
+    (ENOTEMPTY), and task=verify said a rerun would fix it."""
+    from unlearnlab.verify import scan
+
+    store = Store(tmp_path)
+    partial = tmp_path / "retrain" / KEY
+    partial.mkdir(parents=True)
+    (partial / "model.safetensors").write_bytes(b"half a copy")
+    found = scan(store)
+    assert [b["key"] for b in found.broken] == [KEY] and "meta.json missing" in found.broken[0]["problem"]
+    assert store.fetch("retrain", KEY) is None and partial.is_dir()  # without repair: reported, left alone
+    with pytest.warns(UserWarning, match=r"is incomplete \(meta.json missing.*moved it to .*quarantine"):
+        assert store.fetch("retrain", KEY, repair=True) is None
+    assert save(store, KEY).meta["files"] and scan(store).broken == []
+    # and if one appears between the fetch and the rename (another copy still running), the save moves it aside too
+    shutil.rmtree(partial)
+    partial.mkdir()
+    (partial / "outputs.safetensors").write_bytes(b"x")
+    with pytest.warns(UserWarning, match="was incomplete"):
+        assert torch.equal(save(store, KEY, value=3.0).state_dict()["w"], torch.full((3, 2), 3.0))
+    assert len(list((tmp_path / "quarantine" / "retrain").iterdir())) == 2
+
+
+def test_quarantine_works_when_the_kind_folder_is_on_another_file_system(tmp_path):
+    """A rename cannot cross file systems (EXDEV): the broken entry goes to KIND/.quarantine."""
+    from unlearnlab.verify import scan
+
+    elsewhere = Path("/dev/shm")
+    if not elsewhere.is_dir() or os.stat(elsewhere).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs /dev/shm on another file system than the test's temp folder")
+    kind_dir = Path(tempfile.mkdtemp(dir=elsewhere, prefix="unlearnlab-test-"))
+    try:
+        (tmp_path / "retrain").symlink_to(kind_dir)
+        store = Store(tmp_path)
+        entry = save(store)
+        (entry.path / "outputs.safetensors").write_bytes(b"damaged")
+        with pytest.warns(UserWarning, match=r"moved it to .*retrain/\.quarantine/k1-"):
+            assert store.fetch("retrain", "k1", repair=True) is None
+        assert save(store).meta and [k for _, k, _ in store.entries()] == ["k1"]
+        found = scan(store)
+        assert found.checked == 1 and found.broken == [] and found.strays == []
+    finally:
+        shutil.rmtree(kind_dir)
+
+
+@pytest.mark.parametrize("what", ["dev-zero", "fifo"])
+def test_a_meta_json_that_is_not_a_regular_file_is_reported_not_read(tmp_path, what):
+    """meta.json linked to /dev/zero made task=verify read forever."""
+    from unlearnlab.verify import scan
+
+    store = Store(tmp_path)
+    entry = save(store)
+    meta = entry.path / "meta.json"
+    meta.unlink()
+    if what == "dev-zero":
+        meta.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(meta)
+    found = scan(store)
+    assert [b["key"] for b in found.broken] == ["k1"], found
+    assert re.search(r"meta.json is (a symbolic link|not a regular file)", found.broken[0]["problem"])
+    with pytest.raises(CorruptEntryError):
+        store.load("retrain", "k1")
+
+
+def test_stray_files_and_folders_are_not_broken_entries(tmp_path, capsys, monkeypatch):
+    from omegaconf import OmegaConf
+
+    from unlearnlab.verify import verify_task
+
+    monkeypatch.setenv("COLUMNS", "200")
+    store = Store(tmp_path)
+    save(store)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "README").write_text("my store")
+    (tmp_path / "retrain" / "backup").mkdir()
+    (tmp_path / "retrain" / "list.txt").write_text("x")
+    assert verify_task(OmegaConf.create({"paths": {"store": str(tmp_path)}})) == 0
+    out = capsys.readouterr().out
+    assert "1 ok, 0 broken" in out
+    for stray in ("notes", "README", "retrain/backup", "retrain/list.txt"):
+        assert f"not part of the store (never read, left alone): {tmp_path / stray}" in out

@@ -51,6 +51,7 @@ from unlearnlab.cells import trainer_factory
 from unlearnlab.cores import job_cores
 from unlearnlab.data.loader import Augment, DeviceBatches
 from unlearnlab.errors import ConfigError
+from unlearnlab.files import write_atomic
 from unlearnlab.models import build_model, memory_format
 from unlearnlab.pipeline import open_pipeline, output_dir, training_device
 from unlearnlab.store import Store
@@ -545,6 +546,6 @@ def bench_task(cfg: DictConfig) -> dict[str, Any]:
     out = output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "bench.json"
-    path.write_text(json.dumps(results, indent=2, default=str))
+    write_atomic(path, json.dumps(results, indent=2, default=str))  # whole or not at all: task=plan reads it
     console.print(f"bench: {path}")
     return results

@@ -58,7 +58,8 @@ from unlearnlab.pipeline import config_dict, output_dir
 from unlearnlab.plan import Planner, plain
 from unlearnlab.registry import source_loader
 from unlearnlab.schemas import location_keys
-from unlearnlab.store import FILES, FORMAT, CorruptEntryError, Store, canonical_json, normalise, read_meta
+from unlearnlab.store import (FILES, FORMAT, CorruptEntryError, Store, canonical_json, cell_key, normalise,
+                              read_meta)
 from unlearnlab.tracking import wandb_mode
 
 BUNDLE = "unlearnlab-cells"  # the manifest's "bundle" and the W&B artifact type
@@ -538,6 +539,8 @@ def _check_entry(e: dict[str, Any], folder: Path) -> None:
     meta = read_meta(folder)
     problems = Store.check(folder, meta, key) if isinstance(meta, dict) else [meta]
     if not problems:
+        if cell_key(e["spec"]) != key:  # the key is derived here, never taken from the bundle
+            problems.append(f"the spec its manifest lists hashes to {cell_key(e['spec'])}, not {key}")
         if meta.get("kind") != kind or (meta.get("spec") or {}).get("kind") != kind:
             problems.append(f"it records kind {meta.get('kind')!r}, the bundle files it under {kind}")
         if canonical_json(normalise(meta.get("spec"))) != canonical_json(normalise(e["spec"])):

@@ -22,8 +22,7 @@ from unlearnlab.data.loader import Augment
 from unlearnlab.errors import ConfigError
 from unlearnlab.methods.base import MakeTrainer, MethodData, UnlearningMethod
 from unlearnlab.models import build_model
-from unlearnlab.plan import Cell
-from unlearnlab.plan import plain as _plain
+from unlearnlab.plan import Cell, trainer_flags
 from unlearnlab.registry import check_targets, instantiate
 from unlearnlab.store import Entry, Store
 from unlearnlab.tracking import Tracker
@@ -143,7 +142,7 @@ def trainer_factory(trainer_cfg, logger=None) -> MakeTrainer:
     logger. With a logger (a per-cell CSV or W&B run), every fit also logs each optimiser's
     learning rate once per epoch (Lightning's LearningRateMonitor): the schedule a cell actually
     ran, not the one its config names."""
-    flags = _plain(trainer_cfg)
+    flags = trainer_flags(trainer_cfg)  # the flags the cell key holds (plan.trainer_key)
 
     def make(max_epochs: int, phase: str = "train") -> L.Trainer:
         del phase  # methods log under their own phase prefix

@@ -36,7 +36,9 @@ import difflib
 import functools
 import inspect
 import math
+import os
 import re
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -45,14 +47,14 @@ from omegaconf.errors import OmegaConfBaseException
 from unlearnlab import plugins, schemas
 from unlearnlab.errors import ConfigError, safe_name
 from unlearnlab.registry import RULES, check_targets, target_object, target_problem
-from unlearnlab.store import check_root
+from unlearnlab.store import KINDS, check_root
 
 # Keys of a method config the framework reads (plan.FRAMEWORK_KEYS); the class never sees them.
 METHOD_FRAMEWORK_KEYS = ("name", "reference")
 MODEL_FRAMEWORK_KEYS = ("name", "channels_last", "compile")  # models.SWITCHES + name
 TRAINER_SET_PER_FIT = ("max_epochs", "logger")  # cells.trainer_factory passes these itself
 AUDITING_TASKS = ("study", "audit", "cell", "audit_files")
-CELL_KINDS = ("original", "retrain", "unlearn")  # what task=export can bundle (plan.Cell.kind)
+CELL_KINDS = KINDS  # what task=export can bundle: the kinds of cell (plan.Cell.kind)
 # ENTITY/PROJECT/NAME:VERSION, as wandb's public API names an artifact (import.artifact)
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
 DEFAULT_MODEL_KIND = "network"
@@ -65,7 +67,6 @@ ENV_SET_ALLOWED = re.compile(
 LOG_CLASSES = frozenset({"logging.StreamHandler", "logging.FileHandler", "logging.NullHandler", "logging.Formatter",
                          "colorlog.ColoredFormatter"})
 LOG_STREAMS = frozenset({"ext://sys.stdout", "ext://sys.stderr"})
-LOG_FILE_PREFIXES = ("${hydra.runtime.output_dir}/", "${hydra:runtime.output_dir}/")
 SHELL_KEYS = ("setup", "srun_args", "additional_parameters")  # submitit launcher fields that reach a shell
 
 
@@ -80,7 +81,7 @@ def check_config(cfg: DictConfig) -> None:
         if key != "hydra":
             check_targets(cfg.get(key), f"config.{key}")
     if hydra_node is not None:
-        check_hydra(hydra_node)
+        check_hydra(hydra_node, cfg if "hydra" in cfg else None)
     if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
         names = list(cfg.get("methods") or {})
         raise ConfigError(f"method.{next(iter(cfg.method), 'KEY')} is not a config key: a method's arguments sit at "
@@ -165,12 +166,16 @@ def _targets(node: Any):
 
 
 # -- code ------------------------------------------------------------------------------------
-def check_hydra(h: DictConfig) -> None:
-    """Hydra's own nodes, which Hydra acts on before the app runs."""
+def check_hydra(h: DictConfig, root: DictConfig | None = None) -> None:
+    """Hydra's own nodes, which Hydra acts on before the app runs. ROOT: the whole composed config
+    when Hydra is still composing it (its values are then resolved as Hydra will resolve them);
+    None in a job, where H is Hydra's own copy and values that need the rest were checked at launch."""
     check_targets(h, "hydra")
-    for part in ("hydra_logging", "job_logging"):
-        node = OmegaConf.to_container(h.get(part), resolve=False) if h.get(part) is not None else None
-        _check_logging(node, f"hydra.{part}")
+    with _resolvable(h, root) as (resolved, run_dir):
+        for part in ("hydra_logging", "job_logging"):
+            node = resolved(f"{part}")
+            _check_logging(node, f"hydra.{part}", run_dir)
+        _check_launcher_shell(h, resolved("launcher"))
     env = h.job.get("env_set") if h.get("job") is not None else None
     for name in env or ():
         if not ENV_SET_ALLOWED.fullmatch(str(name)):
@@ -178,19 +183,80 @@ def check_hydra(h: DictConfig) -> None:
                 f"hydra.job.env_set.{name} is refused: a config may set only thread counts, CUDA_VISIBLE_DEVICES "
                 f"and WANDB_MODE/WANDB_SILENT; set {name} in your shell if you mean it"
             )
-    _check_launcher_shell(h)
     if h.get("job") is not None and h.job.get("name") is not None:
         safe_name(h.job.name, "hydra.job.name")
     if h.get("output_subdir") is not None:
         safe_name(h.output_subdir, "hydra.output_subdir")
 
 
-def _check_launcher_shell(h: DictConfig) -> None:
-    """submitit writes these into each job's sbatch script (`setup` lines run as shell commands):
-    only the user's own command line may set them, never a config file or preset."""
+RUN_DIR = "/unlearnlab-run-folder"  # where the run's folder stands while Hydra composes (it knows it only later)
+
+
+@contextmanager
+def _resolvable(h: DictConfig, root: DictConfig | None):
+    """(resolved(KEY) -> a node of H as a plain container, resolved; the run folder it resolves
+    against). While composing (ROOT given), Hydra has not chosen the run's folder yet: the
+    values are resolved with `hydra.runtime.output_dir` set to RUN_DIR for the while, `${hydra:...}`
+    reading ROOT; a value that cannot be resolved is refused. In a job (ROOT
+    None) they resolve against the real folder, and a value that needs the rest of the config
+    (checked at launch) is skipped."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    if root is None:
+        run_dir = OmegaConf.select(h, "runtime.output_dir", default=None, throw_on_missing=False)
+
+        def lenient(key: str) -> Any:
+            try:
+                node = OmegaConf.select(h, key, throw_on_missing=False)
+                return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+            except OmegaConfBaseException:
+                return None
+
+        yield lenient, run_dir
+        return
+    runtime = root.hydra.runtime
+    saved_dir = OmegaConf.to_container(runtime, resolve=False).get("output_dir")  # "???" while composing
+    instance = HydraConfig.instance()
+    saved = instance.cfg
+
+    def strict(key: str) -> Any:
+        try:
+            node = OmegaConf.select(root.hydra, key, throw_on_missing=False)
+            return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"hydra.{key}: {str(err).splitlines()[0]}") from None
+
+    # in place, restored below (a copy of the whole config cost more than every other check)
+    with read_write(runtime), open_dict(runtime):
+        runtime.output_dir = RUN_DIR
+    instance.cfg = root  # type: ignore[assignment]  # what `${hydra:...}` reads (HydraConfig.get() is cfg.hydra)
+    try:
+        yield strict, RUN_DIR
+    finally:
+        instance.cfg = saved  # type: ignore[assignment]
+        with read_write(runtime), open_dict(runtime):
+            runtime.output_dir = saved_dir
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _check_launcher_shell(h: DictConfig, resolved: Any) -> None:
+    """submitit writes every launcher field into each job's sbatch script (`setup` lines run as
+    shell commands, `srun_args` join srun's command line, the rest become `#SBATCH` lines): no
+    value may hold a control character (a newline would start a command), checked after
+    resolution; and the fields that are shell commands only from the user's own command line,
+    never from a config file or preset."""
     launcher = h.get("launcher")
     if launcher is None or not str(launcher.get("_target_", "")).startswith("hydra_plugins.hydra_submitit_launcher."):
         return
+    for where, text in _strings(resolved, "hydra.launcher"):
+        if _CONTROL.search(text):
+            raise ConfigError(
+                f"{where}={text!r} holds a control character (a newline, tab, ...); submitit writes it into each "
+                f"job's batch script, where a newline starts a new command: remove it"
+            )
     typed = {str(o).split("=", 1)[0].lstrip("+~") for o in (h.get("overrides", {}).get("hydra") or [])}
     for key in SHELL_KEYS:
         if launcher.get(key) and f"hydra.launcher.{key}" not in typed:
@@ -200,12 +266,28 @@ def _check_launcher_shell(h: DictConfig) -> None:
             )
 
 
-def _check_logging(node: Any, where: str) -> None:
+def _strings(node: Any, where: str):
+    """(where, text) for every string in a plain container, dict keys included."""
+    if isinstance(node, str):
+        yield where, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(str(key), f"{where} (key)")
+            yield from _strings(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, f"{where}[{i}]")
+
+
+def _check_logging(node: Any, where: str, run_dir: str | None = None) -> None:
     """logging.config.dictConfig calls whatever a `()` or `class` key names and opens any file a
-    handler names: only known classes, standard streams, and files in the run's output folder."""
+    handler names: only known classes, standard streams, and files in the run's output folder —
+    checked on the values as Hydra hands them to dictConfig, after interpolation (two
+    interpolations may spell `..`). RUN_DIR: the run folder they resolve against (None: unknown
+    here, checked at launch)."""
     if isinstance(node, list):
         for i, v in enumerate(node):
-            _check_logging(v, f"{where}[{i}]")
+            _check_logging(v, f"{where}[{i}]", run_dir)
     if not isinstance(node, dict):
         return
     for key, value in node.items():
@@ -218,11 +300,19 @@ def _check_logging(node: Any, where: str) -> None:
             raise ConfigError(f"{here}={value} is refused; use one of {sorted(LOG_CLASSES)}")
         if isinstance(value, str) and value.startswith("ext://") and value not in LOG_STREAMS:
             raise ConfigError(f"{here}={value} is refused; use ext://sys.stdout or ext://sys.stderr")
-        if key == "filename" and not (isinstance(value, str) and value.startswith(LOG_FILE_PREFIXES)
-                                      and ".." not in value[len("${hydra.runtime.output_dir}"):]):
-            raise ConfigError(f"{here}={value} is refused: job logs go in the run's folder, e.g. "
+        if key == "filename" and not (run_dir is None and value is None) and not _inside(value, run_dir):
+            shown = str(value).replace(RUN_DIR, "${hydra.runtime.output_dir}")
+            raise ConfigError(f"{here}={shown} is refused: job logs go in the run's folder, e.g. "
                               f"{here}=${{hydra.runtime.output_dir}}/${{hydra.job.name}}.log")
-        _check_logging(value, here)
+        _check_logging(value, here, run_dir)
+
+
+def _inside(value: Any, run_dir: str | None) -> bool:
+    """Whether VALUE, a resolved file name, lies inside RUN_DIR (after `..` and `.` are applied)."""
+    if not isinstance(value, str) or run_dir is None:
+        return False
+    path = os.path.normpath(value)
+    return os.path.isabs(path) and path.startswith(os.path.normpath(run_dir) + os.sep)
 
 
 # -- schemas ---------------------------------------------------------------------------------

@@ -13,19 +13,23 @@ Three things happen around Hydra:
   The same wrapper turns Hydra's own refusal of a key a schema lacks or a value of the wrong
   type (`recipe.lrr=0.1`, `logger.cell_runs=maybe`) into one line (checks.composition_error);
 - errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
-  ONE_LINE_ERRORS); anything else is a bug and keeps its traceback.
+  ONE_LINE_ERRORS); anything else is a bug and keeps its traceback;
+- SIGTERM / SIGINT end the run with one line saying where it stopped, exit 128 + the signal
+  (unlearnlab.interrupts: Lightning alone turned SIGTERM during a fit into exit 0).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from unlearnlab import schemas
+from unlearnlab import interrupts, schemas
 from unlearnlab.plugins import config_dir
 from unlearnlab.errors import ConfigError
+from unlearnlab.interrupts import Interrupted
 
 schemas.register()  # before @hydra.main composes anything, here and in every process that imports the app
 
@@ -59,15 +63,42 @@ def fail(err: BaseException) -> None:
     sys.exit(2)
 
 
+def stopped(err: Interrupted, process_ends: bool = False) -> None:
+    """A run ended by SIGTERM/SIGINT: one line saying where, exit 128 + the signal (never 0).
+    PROCESS_ENDS: end the process itself (a pool worker would otherwise catch the exit and idle on)."""
+    print(f"error: {err}", file=sys.stderr, flush=True)
+    if process_ends:
+        sys.stdout.flush()
+        os._exit(err.exit_code)
+    sys.exit(err.exit_code)
+
+
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="config")
 def app(cfg: DictConfig) -> float | None:
     from unlearnlab.tasks import run_task
 
+    interrupts.install()  # also in each sweep job's process (joblib, submitit), where main() never ran
+    pool_worker = _in_pool_worker()
+    if pool_worker:
+        interrupts.exit_with_parent()
     try:
         return run_task(cfg)
     except one_line_errors() as err:
         fail(err)
-        return None
+    except Interrupted as err:
+        stopped(err, process_ends=pool_worker)
+    return None
+
+
+def _in_pool_worker() -> bool:
+    """Whether this is a sweep job in a joblib (hydra/launcher=pool) worker process."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return False
+    h = HydraConfig.get()
+    return h.mode == RunMode.MULTIRUN and "joblib" in str(h.launcher.get("_target_", ""))
 
 
 def install_config_check() -> None:
@@ -128,12 +159,15 @@ def plugins_help() -> str:
 
 
 def main() -> None:
+    interrupts.install()
     argv = sys.argv[1:]
     if not _inspecting(argv):
         install_config_check()
     args = _flags(argv)
     try:
         app()
+    except Interrupted as err:  # a sweep's launching process: waiting for its jobs, or its end-of-sweep audit
+        stopped(err)
     finally:
         if args is not None and args.help:
             print(plugins_help(), flush=True)

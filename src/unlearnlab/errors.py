@@ -3,6 +3,7 @@ line instead of a traceback; and `safe_name`, the one check for config values th
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -38,3 +39,16 @@ def safe_name(value: Any, what: str) -> str:
             f"(e.g. {what}=my_{what.rsplit('.', 1)[-1]})"
         )
     return text
+
+
+NAME_MAX = 255  # bytes in one path component on Linux and macOS file systems (and NTFS characters)
+
+
+def check_path_length(path: Any, what: str) -> None:
+    """Refuse, in one line, a path with a component the file system cannot hold (the OS would
+    say ENAMETOOLONG at the first mkdir or open, as a traceback)."""
+    for part in str(path).split(os.sep):
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            raise ConfigError(f"{what}: the path component {part[:30]}… is {size} bytes long, and file systems allow "
+                              f"{NAME_MAX}; use a shorter name")

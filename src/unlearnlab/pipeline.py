@@ -112,9 +112,12 @@ class Pipeline:
 
 
 def open_pipeline(cfg: DictConfig, *, store: Store | None = None, tracker: Tracker | None = None,
-                  out: Path | None = None) -> Pipeline:
-    """Load the data on the training device and wire the pieces; trains nothing."""
-    device = training_device(cfg.trainer)
+                  out: Path | None = None, device: torch.device | str | None = None) -> Pipeline:
+    """Load the data on the training device (DEVICE instead: where a task that never trains reads
+    it, e.g. an audit or a plan on a machine without the study's GPU) and wire the pieces; trains
+    nothing. The cells are planned from CFG as it is, so their keys are the study's wherever the
+    data sits."""
+    device = training_device(cfg.trainer) if device is None else torch.device(device)
     out = Path(out) if out is not None else output_dir(cfg)
     out.mkdir(parents=True, exist_ok=True)
     data = load_study_data(cfg.dataset, cfg.split, source_loader(cfg.dataset)).to(device)

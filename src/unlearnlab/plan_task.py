@@ -13,14 +13,13 @@ the output says which, and what was assumed. Nothing here trains or writes to th
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig
 
 from unlearnlab.errors import ConfigError
 
@@ -31,6 +30,9 @@ DEFAULT_IMG_S = {
     "cuda": {"fastnet": 200_000.0, "small_cnn": 107_000.0, "resnet18_cifar": 53_300.0},
     "cpu": {"small_cnn": 1_000.0, "resnet18_cifar": 33.0},
 }
+
+
+LARGE_PLAN_CELLS = 100_000  # planning more cells than this takes seconds: a line says so first
 
 
 # -- rates -----------------------------------------------------------------------------------------
@@ -118,27 +120,23 @@ def _epochs(cfg: DictConfig, method: str) -> float | None:
 
 
 # -- one study ---------------------------------------------------------------------------------
-def _planning_config(cfg: DictConfig) -> DictConfig:
-    """Plans read data on the CPU (a login node has no GPU) and open no W&B run."""
-    c = copy.deepcopy(cfg)
-    with read_write(c), open_dict(c):
-        c.trainer.accelerator = "cpu"
-    return c
-
-
 def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str, Any]:
     """The plan of one study. JOB_STARTS: the sweep's index values (one job each); None: this
     command's own `index` (one job), or a suggested split by cells_per_job when index is unset."""
     from unlearnlab.pipeline import open_pipeline
-    from unlearnlab.sweep import job_indices, index_ranges
+    from unlearnlab.sweep import index_ranges, slice_indices
     from unlearnlab.tracking import Tracker
     from unlearnlab.workers import positive
 
     n, k = int(cfg.n_models), positive(cfg, "cells_per_job")
     workers = positive(cfg, "workers_per_device")
     with tempfile.TemporaryDirectory(prefix="unlearnlab-plan-") as tmp:
-        pipe = open_pipeline(_planning_config(cfg), tracker=Tracker({"kind": "none"}, "plan", tmp, {}), out=Path(tmp))
+        # on the CPU (a login node has no GPU), no W&B run; the keys are the study's own
+        pipe = open_pipeline(cfg, tracker=Tracker({"kind": "none"}, "plan", tmp, {}), out=Path(tmp), device="cpu")
     planner, store = pipe.planner, pipe.store
+    total = 1 + n * (1 + len(planner.methods))
+    if total > LARGE_PLAN_CELLS:  # seconds of keys and store look-ups: say so first
+        print(f"plan: {total:,} cells to plan and look up in the store {store.root} …", flush=True)
     cells = planner.cells()
     missing = [c for c in cells if not store.has(c.kind, c.key)]
     if job_starts is None and cfg.get("index") is not None:
@@ -146,11 +144,9 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
     suggested = job_starts is None
     if suggested:
         job_starts = list(range(0, n, k))
-    slices = []
-    for start in job_starts:
-        c = OmegaConf.create({"n_models": n, "cells_per_job": k, "index": start})
-        slices.append(job_indices(c))
-    covered = sorted({i for s in slices for i in s})
+    slices = [slice_indices(n, k, start) for start in job_starts]
+    covered = {i for s in slices for i in s}
+    uncovered = [i for i in range(n) if i not in covered]
     methods = list(planner.methods)
     rate = rates(cfg, pipe.data, methods, find_bench(cfg))
     cost: dict[str, float | None] = {c.key: None for c in missing}
@@ -168,8 +164,7 @@ def plan_study(cfg: DictConfig, job_starts: list[int] | None = None) -> dict[str
         "jobs": len(slices), "cells_per_job": k, "workers_per_device": workers,
         "job_index": sweep_index, "suggested": suggested,
         "largest_job_cells": max(1 + len(s) * (1 + len(methods)) for s in slices),
-        "uncovered": [i for i in range(n) if i not in set(covered)],
-        "uncovered_text": index_ranges([i for i in range(n) if i not in set(covered)]),
+        "uncovered": uncovered, "uncovered_text": index_ranges(uncovered),
         "device": device_kind(cfg), "seconds": seconds,
         "device_hours": None if seconds is None else seconds / 3600,
         "rates": rate, "missing": cost,  # key -> seconds: studies of one sweep share cells

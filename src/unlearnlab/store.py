@@ -40,6 +40,7 @@ import os
 import re
 import shutil
 import socket
+import stat
 import time
 import uuid
 import warnings
@@ -54,11 +55,16 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
-from unlearnlab.errors import ConfigError
+from unlearnlab.errors import ConfigError, check_path_length
 
-FORMAT = 2  # bump when what a cell stores or how it is computed changes (2: normalised keys, meta checksum)
+FORMAT = 3  # bump when what a cell stores or how it is computed changes (2: normalised keys, meta checksum;
+#            3: keys hold the Trainer flags, bound constructor arguments and code versions)
 FILES = ("model.safetensors", "outputs.safetensors")
+KINDS = ("original", "retrain", "unlearn")  # the folders of ROOT that hold entries (plan.Cell.kind)
 RESERVED = ("locks", "quarantine")  # folders of ROOT that hold no kind of cell
+LOCAL_QUARANTINE = ".quarantine"  # ROOT/KIND/.quarantine: where a broken entry goes when ROOT/quarantine is on another file system
+KEY_NAME = re.compile(r"[0-9a-f]{24}")  # a folder name cell_key can produce
+MAX_META_BYTES = 64 << 20  # meta.json is a few kB; anything this large is not one (e.g. a link to /dev/zero)
 STALE_TMP_SECONDS = 24 * 3600  # a temp folder this old is abandoned, whoever wrote it
 _HOST = socket.gethostname().replace("-", "_")
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EFBIG}
@@ -139,6 +145,29 @@ def cell_key(spec: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(normalise({"format": FORMAT, **spec})).encode()).hexdigest()[:24]
 
 
+class SeededKeys:
+    """`cell_key({**spec, "seed": seed})` for many seeds of one spec, at the cost of one sha256 each:
+    the spec is normalised and written once, the seed spliced into its JSON (planning N = 200,000
+    cells per kind took minutes when each key normalised its whole spec)."""
+
+    _MARK = "\x00seed\x00"
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        text = canonical_json(normalise({"format": FORMAT, **spec, "seed": self._MARK}))
+        mark = json.dumps(self._MARK)
+        if text.count(mark) != 1:  # a value spelling the mark: no shortcut
+            self._parts = None
+            self._spec = spec
+        else:
+            self._parts = text.split(mark)
+
+    def __call__(self, seed: int) -> str:
+        if self._parts is None:
+            return cell_key({**self._spec, "seed": seed})
+        text = f"{self._parts[0]}{int(seed)}{self._parts[1]}"
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def file_digest(path: str | os.PathLike) -> str:
     """sha256 of a file's bytes: what a cell key records for a file the cell reads directly."""
     return _sha256(Path(path))
@@ -157,8 +186,18 @@ def check_root(root: Any) -> Path:
             "set paths.store=/path/to/store (or paths.root=DIR for DIR/store)"
         )
     path = Path(str(root)).expanduser()
+    check_path_length(path, f"paths.store={path}")
     if path.exists() and not path.is_dir():
         raise ConfigError(f"paths.store={path} is a file, not a folder; point paths.store at a folder (new or existing)")
+    for p in (path, *path.parents):  # the store, or the nearest folder above it that is there
+        if p.is_symlink() and not p.exists():
+            raise ConfigError(f"paths.store={path}: {p} is a symbolic link to {os.readlink(p)}, which does not exist; "
+                              f"create that folder, or point paths.store elsewhere")
+        if p.exists():
+            if not p.is_dir():
+                raise ConfigError(f"paths.store={path}: {p} is a file, so the store cannot be created below it; "
+                                  f"point paths.store at a folder")
+            break
     return path
 
 
@@ -174,21 +213,54 @@ def _write_error(err: BaseException) -> int | None:
     return None
 
 
-def _sha256(path: Path) -> str:
+class NotRegularFile(OSError):
+    """A store file that is a symbolic link, a device, a pipe or a folder: the store writes none."""
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of PATH, which must be a regular file (not a symlink, device or pipe: the store
+    writes none of those, and /dev/zero or a FIFO would be read forever) of at most LIMIT bytes."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        if info.st_size > limit:
+            raise NotRegularFile(errno.EFBIG, f"{info.st_size} bytes, more than the {limit} expected", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read(limit + 1)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path, limit: int | None = None) -> str:
+    """sha256 of a regular file's bytes (a symlink or device is refused, see read_regular)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
 def read_meta(path: Path) -> dict[str, Any] | str:
     """meta.json as a dict, or a one-line description of why it cannot be read."""
     try:
-        meta = json.loads((path / "meta.json").read_text())
+        meta = json.loads(read_regular(path / "meta.json", MAX_META_BYTES))
     except FileNotFoundError:
-        return "meta.json missing"
-    except (OSError, ValueError) as err:
+        return "meta.json missing (an interrupted copy, or not an entry)"
+    except NotRegularFile as err:
+        return f"meta.json is {err.strerror} (the store writes regular files only)"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "meta.json is a symbolic link (the store writes regular files only)"
+        return f"meta.json unreadable ({type(err).__name__}: {err.strerror})"
+    except ValueError as err:
         return f"meta.json unreadable ({type(err).__name__})"
     return meta if isinstance(meta, dict) else "meta.json is not a JSON object"
 
@@ -209,7 +281,7 @@ class Entry:
         load time), then parsed as safetensors: the bytes parsed are the bytes checked."""
         path = self.path / name
         try:
-            data = path.read_bytes()
+            data = read_regular(path, int(self.meta["files"][name]["size"]))
         except OSError as err:
             raise CorruptEntryError(f"store file {path} is unreadable ({err}); {_RERUN}") from None
         if hashlib.sha256(data).hexdigest() != self.meta["files"][name]["sha256"]:
@@ -361,6 +433,12 @@ class Store:
         with repair=True (hold `lock(kind, key)`) it is moved to ROOT/quarantine/ with a warning,
         so the caller recomputes it; without, it is left where it is and None is returned."""
         if not self.has(kind, key):
+            if repair and os.path.lexists(self.path(kind, key)):  # a folder with no (regular) meta.json
+                why = read_meta(self.path(kind, key))
+                moved = self.quarantine(kind, key)
+                if moved is not None:
+                    warnings.warn(f"store entry {self.path(kind, key)} is incomplete ({why}); moved it to {moved} "
+                                  f"and recomputing it", stacklevel=2)
             return None
         try:
             return self.load(kind, key)
@@ -375,18 +453,24 @@ class Store:
         """Move an entry to ROOT/quarantine/KIND/KEY-<time> (kept for inspection, never read).
         Returns where it went, or None when it was already gone (another process moved it)."""
         src = self.path(kind, key)
-        dest_dir = self.root / "quarantine" / kind
-        dest = dest_dir / f"{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        try:
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            os.rename(src, dest)
-        except FileNotFoundError:
-            return None
-        except OSError as err:
-            if _write_error(err) is None:
-                raise
-            raise _store_write_error(err, src, self.root) from None
-        return dest
+        name = f"{key}-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        # ROOT/quarantine/KIND, or, when KIND's folder is on another file system (a rename cannot
+        # cross one), ROOT/KIND/.quarantine: a broken entry is moved aside, never copied
+        for dest_dir in (self.root / "quarantine" / kind, self.root / kind / LOCAL_QUARANTINE):
+            try:
+                dest_dir.mkdir(parents=True, exist_ok=True)
+                os.rename(src, dest_dir / name)
+                return dest_dir / name
+            except FileNotFoundError:
+                return None
+            except OSError as err:
+                if err.errno == errno.EXDEV:
+                    continue
+                if _write_error(err) is None:
+                    raise
+                raise _store_write_error(err, src, self.root) from None
+        raise StoreWriteError(f"could not move the broken store entry {src} aside (every quarantine folder is on "
+                              f"another file system); remove it by hand, then rerun")
 
     @staticmethod
     def check(path: Path, meta: dict[str, Any], key: str | None = None) -> list[str]:
@@ -411,12 +495,18 @@ class Store:
             f = path / name
             if not isinstance(rec, dict) or "size" not in rec or "sha256" not in rec:
                 problems.append(f"meta.json has no size/checksum for {name}")
+            elif f.is_symlink() or (os.path.lexists(f) and not f.is_file()):
+                problems.append(f"{name} is not a regular file (the store writes regular files only)")
             elif not f.is_file():
                 problems.append(f"{name} missing")
             elif f.stat().st_size != rec["size"]:
                 problems.append(f"{name} has {f.stat().st_size} bytes, {rec['size']} were written")
-            elif _sha256(f) != rec["sha256"]:
-                problems.append(f"{name} checksum differs")
+            else:
+                try:
+                    if _sha256(f) != rec["sha256"]:
+                        problems.append(f"{name} checksum differs")
+                except OSError as err:
+                    problems.append(f"{name} unreadable ({err.strerror})")
         return problems
 
     def clean_tmp(self, kind: str) -> list[Path]:
@@ -460,15 +550,25 @@ class Store:
             try:
                 os.rename(tmp, final)
             except OSError:
-                if not self.has(kind, key):  # not "someone else finished first"
+                if self.has(kind, key):  # someone else finished first: theirs is kept
+                    shutil.rmtree(tmp, ignore_errors=True)
+                elif os.path.lexists(final):  # a folder without meta.json (an interrupted copy): aside, then ours
+                    moved = self.quarantine(kind, key)
+                    warnings.warn(f"store entry {final} was incomplete ({read_meta(moved or final)}); moved it to "
+                                  f"{moved}", stacklevel=2)
+                    os.rename(tmp, final)
+                else:
                     raise
-                shutil.rmtree(tmp, ignore_errors=True)
         except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
             if _write_error(err) is not None:
                 raise _store_write_error(err, final, self.root) from err
             raise
         return self.load(kind, key)
+
+    def kind_dirs(self) -> list[Path]:
+        """ROOT/KIND for each kind of cell that has a folder."""
+        return [self.root / k for k in KINDS if (self.root / k).is_dir()]
 
     # -- entries that arrive whole from elsewhere (bundle.py: task=import) ------------------------
     def stage(self, kind: str, key: str) -> Path:
@@ -508,7 +608,7 @@ class Store:
         """Every finished entry: (kind, key, path)."""
         if not self.root.is_dir():
             return
-        for kind_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name not in RESERVED):
+        for kind_dir in self.kind_dirs():
             for entry in sorted(kind_dir.iterdir()):
-                if not entry.name.startswith(".tmp-") and (entry / "meta.json").is_file():
+                if not entry.name.startswith(".") and (entry / "meta.json").is_file():
                     yield kind_dir.name, entry.name, entry

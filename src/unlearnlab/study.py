@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from unlearnlab.auditing import audit_methods, data_record
 from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
+from unlearnlab.files import write_atomic
+from unlearnlab.interrupts import doing
 from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker
 from unlearnlab.plan import Cell
 from unlearnlab.report import write_report
@@ -41,6 +44,10 @@ def stack_outputs(results: list[CellResult]) -> ModelOutputs:
     return ModelOutputs(forget=arr("forget"), test=arr("test"), retain=arr("retain_sample"), metrics=metrics)
 
 
+LARGE_STUDY_CELLS = 10_000  # more cells to compute than this: a warning before the first one
+LONG_STUDY_SECONDS = 3600.0  # more time left than this, at the rate so far: a warning, once
+
+
 class Study:
     def __init__(self, pipe: Pipeline, console: Console | None = None):
         self.pipe = pipe
@@ -49,24 +56,56 @@ class Study:
         self.console = console or Console()
 
     def run_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
+        """Run (or fetch) every cell in order. On a terminal: a progress bar. With output redirected
+        (SLURM, nohup, a pipe): one line per cell as it finishes, flushed, with the time left at
+        the rate so far. Either way a warning, once, when that time passes LONG_STUDY_SECONDS."""
         done: dict[Cell, CellResult] = {}
-        cached = sum(self.runner.store.has(c.kind, c.key) for c in cells)
+        store = self.runner.store
+        pending = [not store.has(c.kind, c.key) for c in cells]
+        cached, todo = pending.count(False), pending.count(True)
+        live = self.console.is_terminal
+        say = self.console.print
+        say(f"cells: {len(cells)} ({cached} in the store {store.root}, {todo} to compute)", soft_wrap=True)
+        if todo > LARGE_STUDY_CELLS:
+            say(f"warning: {todo:,} cells to compute; `unlearnlab task=plan` with the same overrides estimates how long "
+                f"they take (finished cells are kept if you stop it)", soft_wrap=True)
+        eta, warned, computed, start = TimeLeft([c for c, p in zip(cells, pending) if p]), False, 0, time.perf_counter()
+        status = f"{cached} cached, 0 computed of {todo}"
         columns = (
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
         )
-        with Progress(*columns, console=self.console, transient=False) as progress:
-            task = progress.add_task("cells", total=len(cells), status=f"{cached} cached, {len(cells) - cached} to run")
-            computed = 0
-            for cell in cells:
+        with Progress(*columns, console=self.console, transient=False, disable=not live) as progress:
+            task = progress.add_task("cells", total=len(cells), status=f"{cached} cached, {todo} to run")
+            for pos, cell in enumerate(cells, 1):
                 progress.update(task, description=f"cells: {cell.label}")
-                result = self.runner.run(cell)
-                computed += not result.cached
+                began = time.perf_counter()
+                with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}, cell {pos} of {len(cells)})"):
+                    result = self.runner.run(cell)
+                seconds = time.perf_counter() - began
                 done[cell] = result
-                progress.update(
-                    task, advance=1, status=f"{cached} cached, {computed} computed of {len(cells) - cached}"
-                )
+                left = ""
+                if pending[pos - 1]:
+                    eta.done(cell, seconds if not result.cached else None)  # another job may have computed it
+                remaining = 0.0
+                if not result.cached:
+                    computed += 1
+                    remaining = eta.left()
+                    left = f"; about {duration(remaining)} left" if eta.pending else ""
+                status = f"{cached} cached, {computed} computed of {todo}"
+                progress.update(task, advance=1, status=status + left)
+                if not live and not result.cached:
+                    say(f"cell {pos}/{len(cells)} {cell.label} {cell.key}: computed in {seconds:.1f} s ({status}{left})",
+                        soft_wrap=True)
+                if remaining > LONG_STUDY_SECONDS and eta.pending and not warned:
+                    warned = True
+                    say(f"warning: at the rate so far the remaining {eta.pending:,} cells take about "
+                        f"{duration(remaining)}; stop with Ctrl-C if that is not what you meant (finished cells "
+                        f"are kept), and size the study with `unlearnlab task=plan`", soft_wrap=True)
+                sys.stdout.flush()
             progress.update(task, description="cells")
+        if not live:
+            say(f"cells: {status} in {duration(time.perf_counter() - start)}", soft_wrap=True)
         return done
 
     def fetch_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
@@ -100,28 +139,70 @@ class Study:
     def run(self, compute: bool = True) -> dict[str, Any]:
         cells = self.planner.cells()
         done = self.run_cells(cells) if compute else self.fetch_cells(cells)
-        return self.audit(done)
+        with doing("auditing the cells (they are all in the store)"):
+            return self.audit(done)
 
 
-def run_study(cfg, compute: bool = True) -> float | None:
+class TimeLeft:
+    """Seconds the cells still to compute take at the rate so far: each (kind, name)'s mean time
+    per computed cell; a kind not computed yet at the mean of everything computed. Counts per
+    (kind, name), so a study of a million cells costs nothing per cell."""
+
+    def __init__(self, to_compute: list[Cell]) -> None:
+        self.left_count: dict[tuple[str, str], int] = {}
+        for c in to_compute:
+            self.left_count[c.kind, c.name] = self.left_count.get((c.kind, c.name), 0) + 1
+        self.total: dict[tuple[str, str], list[float]] = {}  # (kind, name) -> [seconds, cells]
+
+    @property
+    def pending(self) -> int:
+        return sum(self.left_count.values())
+
+    def done(self, cell: Cell, seconds: float | None) -> None:
+        """A cell that was to be computed is finished (SECONDS: computed here; None: found ready)."""
+        self.left_count[cell.kind, cell.name] -= 1
+        if seconds is not None:
+            total = self.total.setdefault((cell.kind, cell.name), [0.0, 0])
+            total[0] += seconds
+            total[1] += 1
+
+    def left(self) -> float:
+        if not self.total:
+            return 0.0
+        overall = sum(t[0] for t in self.total.values()) / sum(t[1] for t in self.total.values())
+        rate = {k: t[0] / t[1] for k, t in self.total.items()}
+        return sum(n * rate.get(k, overall) for k, n in self.left_count.items())
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def run_study(cfg, compute: bool = True, device: str | None = None) -> float | None:
     """task=study (and, with compute=False, task=audit): run or fetch the cells, audit them, print
     the tables, write results.json and the report, log to W&B. Returns the `objective` method's
     audit/score (what a hyperparameter search maximises), or None."""
     console = Console() if sys.stdout.isatty() else Console(width=200)  # logs: don't squeeze the table
     torch.set_num_threads(threads_per_worker(1))  # the cores this job owns (SLURM, joblib), not the machine's
-    pipe = open_pipeline(cfg)
+    with doing("loading the data"):
+        pipe = open_pipeline(cfg, device=device)
     results = Study(pipe, console).run(compute=compute)
-    path = write_results(results, pipe.output_dir)
-    print_results(console, results)
-    report = write_report(results, cfg, pipe.output_dir)
-    pipe.tracker.log_study(results, report, [path])  # one `audit` run per method + the `study` run (+ artifact)
+    with doing("writing results.json and the report (the cells are all in the store)"):
+        path = write_results(results, pipe.output_dir)
+        print_results(console, results)
+        report = write_report(results, cfg, pipe.output_dir)
+    with doing("logging the study to W&B (results.json and the report are written)"):
+        pipe.tracker.log_study(results, report, [path])  # one `audit` run per method + the `study` run (+ artifact)
     console.print(f"results: {path}\nreport:  {report.markdown}")
     objective = cfg.get("objective")
     return None if objective is None else results["methods"][str(objective)].get("audit/score")
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> Path:
-    path = Path(output_dir) / "results.json"
+    """results.json, whole or not at all (a full disk leaves no half-written file)."""
     public = {k: v for k, v in results.items() if not k.startswith("_")}
-    path.write_text(json.dumps(public, indent=2, allow_nan=True))
-    return path
+    return write_atomic(Path(output_dir) / "results.json", json.dumps(public, indent=2, allow_nan=True))

@@ -29,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from unlearnlab.errors import ConfigError, safe_name
+from unlearnlab.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,11 @@ def job_indices(cfg: DictConfig) -> list[int]:
         i = int(index)
     except (TypeError, ValueError):
         raise ConfigError(f"index={index!r} must be an integer in [0, n_models={n})") from None
+    return slice_indices(n, k, i)
+
+
+def slice_indices(n: int, k: int, i: int) -> list[int]:
+    """Indices i .. i+k-1 of N cells, clipped to n_models."""
     if not 0 <= i < n:
         raise ConfigError(f"index={i} is outside [0, n_models={n}); the audit reads cells 0..{n - 1}")
     return list(range(i, min(i + k, n)))
@@ -76,7 +82,7 @@ def cell_task(cfg: DictConfig) -> list[dict[str, Any]]:
     pipe = open_pipeline(cfg)
     log.info("cells %s in %d worker(s), %d torch thread(s) each", index_ranges(indices), workers, threads)
     done = run_cells(pipe, indices, workers, threads)
-    (pipe.output_dir / "cells.json").write_text(json.dumps(done, indent=1))
+    write_atomic(pipe.output_dir / "cells.json", json.dumps(done, indent=1))
     return done
 
 
@@ -102,12 +108,12 @@ def explain_missing(store, planner, cells) -> str | None:
     if not missing:
         return None
     stored: dict[str, list[dict[str, Any]]] = {}
+    from unlearnlab.store import read_meta
+
     for kind, _key, path in store.entries():
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError):
-            continue
-        stored.setdefault(kind, []).append(meta)
+        meta = read_meta(path)  # bounded, regular files only
+        if isinstance(meta, dict):
+            stored.setdefault(kind, []).append(meta)
     lines: list[str] = []
     by_name: dict[tuple[str, str], list] = {}
     for c in missing:
@@ -196,18 +202,16 @@ def check_audit_inputs(cfg: DictConfig) -> None:
 def audit_task(cfg: DictConfig) -> float | None:
     """Audit cells from the store only (never trains): same table, results.json, report, W&B run."""
     import torch
-    from omegaconf import open_dict, read_write
 
     from unlearnlab.study import run_study
 
     accel = str(cfg.trainer.get("accelerator", "cpu"))
+    device = None
     if accel in ("gpu", "cuda") and not torch.cuda.is_available():
         log.info("audit: no CUDA here; reading the cells on the CPU")  # the audit never trains
-        cfg = cfg.copy()
-        with read_write(cfg), open_dict(cfg):
-            cfg.trainer.accelerator = "cpu"
+        device = "cpu"  # the cells keep the study's keys (trainer.accelerator is in them)
     check_audit_inputs(cfg)
-    return run_study(cfg, compute=False)
+    return run_study(cfg, compute=False, device=device)
 
 
 # -- the audit at the end of a multirun --------------------------------------------------------

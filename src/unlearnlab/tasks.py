@@ -23,10 +23,35 @@ TASKS = {
 }
 
 
+# Config values that name files or folders the user gave, relative to where the command started.
+PATH_KEYS = ("paths.root", "paths.store", "paths.data", "dataset.root", "dataset.csv", "split.path", "bench_file",
+             "trainer.default_root_dir")
+
+
+def absolute_paths(cfg: DictConfig) -> DictConfig:
+    """Every relative path in PATH_KEYS made absolute against the folder the command was started
+    in (Hydra's runtime.cwd), in place. With `hydra.job.chdir=true` Hydra runs each job inside its
+    output folder, and a relative store (the default, ./store) then became a new store per run and
+    per sweep job."""
+    from hydra.utils import to_absolute_path
+    from omegaconf import OmegaConf, read_write
+
+    resolved = {}
+    for key in PATH_KEYS:
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if isinstance(value, str) and value.strip() and not Path(value).expanduser().is_absolute():
+            resolved[key] = to_absolute_path(value)  # every value first: paths.store may interpolate paths.root
+    with read_write(cfg):
+        for key, value in resolved.items():
+            OmegaConf.update(cfg, key, value, merge=False)
+    return cfg
+
+
 def run_task(cfg: DictConfig):
     from unlearnlab.checks import check_config
     from unlearnlab.pipeline import quiet_lightning
 
+    absolute_paths(cfg)  # before anything reads a path: relative to where the command started
     check_config(cfg)  # untrusted _target_s and out-of-range values, before any work
     quiet_lightning()
     task = str(cfg.get("task", "study"))

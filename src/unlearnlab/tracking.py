@@ -52,15 +52,23 @@ def logged_in() -> bool:
 
 
 def wandb_mode(requested: str | None) -> str:
-    """WANDB_MODE wins, then logger.mode; `auto`: online when wandb finds credentials, else offline."""
+    """WANDB_MODE wins, then logger.mode; `auto`: online when wandb finds credentials, else offline.
+    `online` without credentials is offline too, with a warning: wandb would otherwise stop at its
+    interactive login prompt (after the study, with nobody at the terminal of a batch job)."""
     mode = os.environ.get("WANDB_MODE") or requested or "auto"
-    if mode != "auto":
+    if mode not in ("auto", "online"):
         return mode
     try:
-        return "online" if logged_in() else "offline"
+        found = logged_in()
     except Exception as err:  # noqa: BLE001 - deciding the mode must not fail the study
         warnings.warn(f"W&B credential lookup failed ({type(err).__name__}: {err}); logging offline", stacklevel=2)
         return "offline"
+    if mode == "online" and not found:
+        asked = "WANDB_MODE=online" if os.environ.get("WANDB_MODE") else "logger.mode=online"
+        warnings.warn(f"{asked}, but no W&B login was found (WANDB_API_KEY, `wandb login`): logging offline instead of "
+                      f"waiting at wandb's login prompt; log in, then upload the runs with `wandb sync`", stacklevel=2)
+        return "offline"
+    return "online" if found else "offline"
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -89,6 +97,8 @@ class Tracker:
         if self.kind == "csv" and self.cell_runs:
             for name in method_names(config):  # a csv run is a folder named after its method
                 safe_name(name, "method.name")
+        if self.kind == "wandb":
+            self.mode()  # decided now: a missing login is said before the study, not after it
 
     def _warn(self, what: str, err: BaseException) -> None:
         warnings.warn(f"{what} failed ({type(err).__name__}: {err}); the study goes on without it", stacklevel=3)

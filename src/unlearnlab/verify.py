@@ -1,11 +1,20 @@
 """`unlearnlab task=verify`: check every store entry against the sizes and checksums recorded
 when it was written (meta.json's own included) and the key it records, list what is broken,
 change nothing. Exit status 1 if anything is broken; a store folder that does not exist is an
-error (exit 2), not an empty store."""
+error (exit 2), not an empty store.
+
+What counts: ROOT/KIND/NAME for the kinds of cell (store.KINDS) is an entry when it holds a
+meta.json, or when its name is a key (a key-named folder without meta.json is what an interrupted
+copy leaves: broken). Anything else in the store folder (notes, a backup folder, a stray file) is
+not part of the store: listed, never read, never counted as broken. Every file is read only if it
+is a regular file of a bounded size (a meta.json linked to /dev/zero is reported, not read forever).
+"""
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,29 +23,54 @@ from rich.console import Console
 from rich.table import Table
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.store import FILES, RESERVED, STALE_TMP_SECONDS, Store, read_meta
+from unlearnlab.store import (
+    FILES,
+    KEY_NAME,
+    KINDS,
+    LOCAL_QUARANTINE,
+    RESERVED,
+    STALE_TMP_SECONDS,
+    Store,
+    read_meta,
+)
 
 
-def scan(store: Store) -> tuple[int, list[dict[str, Any]], list[Path]]:
-    """(entries checked, broken entries as {kind, key, path, problem}, leftover temp folders)."""
-    checked, broken, leftovers = 0, [], []
+@dataclass
+class Scan:
+    checked: int = 0
+    broken: list[dict[str, Any]] = field(default_factory=list)  # {kind, key, path, problem}
+    leftovers: list[Path] = field(default_factory=list)  # temp folders of writers (live or dead)
+    strays: list[Path] = field(default_factory=list)  # not part of the store: never read
+
+
+def scan(store: Store) -> Scan:
+    """Every entry checked, every temp folder and stray path listed."""
+    out = Scan()
     if not store.root.is_dir():
-        return checked, broken, leftovers
-    for kind_dir in sorted(p for p in store.root.iterdir() if p.is_dir() and p.name not in RESERVED):
-        for path in sorted(kind_dir.iterdir()):
+        return out
+    for top in sorted(store.root.iterdir()):
+        if top.name in RESERVED:
+            continue
+        if top.name not in KINDS or not top.is_dir():
+            out.strays.append(top)
+            continue
+        for path in sorted(top.iterdir()):
             if path.name.startswith(".tmp-"):
-                leftovers.append(path)
+                out.leftovers.append(path)
                 continue
-            if not path.is_dir():
+            if path.name == LOCAL_QUARANTINE:
                 continue
-            checked += 1
+            if not path.is_dir() or not (os.path.lexists(path / "meta.json") or KEY_NAME.fullmatch(path.name)):
+                out.strays.append(path)
+                continue
+            out.checked += 1
             meta = read_meta(path)
             problems = store.check(path, meta) if isinstance(meta, dict) else [meta]
             if not problems:
                 problems = _readable(path)
             if problems:
-                broken.append({"kind": kind_dir.name, "key": path.name, "path": path, "problem": "; ".join(problems)})
-    return checked, broken, leftovers
+                out.broken.append({"kind": top.name, "key": path.name, "path": path, "problem": "; ".join(problems)})
+    return out
 
 
 def _readable(path: Path) -> list[str]:
@@ -61,19 +95,22 @@ def verify_task(cfg: DictConfig) -> int:
             f"check the path (or paths.root) the study ran with"
         )
     console = Console()
-    checked, broken, leftovers = scan(store)
-    if broken:
+    found = scan(store)
+    if found.broken:
         table = Table(title=f"broken store entries in {store.root}")
         for col in ("kind", "key", "problem"):
             table.add_column(col, overflow="fold")
-        for b in broken:
+        for b in found.broken:
             table.add_row(b["kind"], b["key"], b["problem"])
         console.print(table)
     now = time.time()
-    for tmp in leftovers:
-        age = now - tmp.stat().st_mtime
+    for tmp in found.leftovers:
+        age = now - tmp.lstat().st_mtime
         state = "abandoned" if age > STALE_TMP_SECONDS else "in progress or abandoned"
         console.print(f"temp folder {tmp} ({state}, {age / 60:.0f} min old): not an entry, never read", soft_wrap=True)
+    for stray in found.strays:
+        console.print(f"not part of the store (never read, left alone): {stray}", soft_wrap=True)
+    checked, broken = found.checked, found.broken
     console.print(
         f"verified {checked} entr{'y' if checked == 1 else 'ies'} in {store.root}: "
         f"{checked - len(broken)} ok, {len(broken)} broken",
@@ -81,8 +118,8 @@ def verify_task(cfg: DictConfig) -> int:
     )
     if broken:
         console.print(
-            "broken entries are never used: rerun the study (or its sweep) and each one is moved to "
-            f"{store.root / 'quarantine'} and recomputed",
+            "broken entries are never used: the next study or sweep that needs one moves it to "
+            f"{store.root / 'quarantine'} and recomputes it",
             soft_wrap=True,
         )
         raise SystemExit(1)

@@ -26,6 +26,7 @@ import torch
 from omegaconf import OmegaConf
 
 from unlearnlab.errors import ConfigError
+from unlearnlab.interrupts import doing
 from unlearnlab.pipeline import (  # noqa: F401 - the job's cores, shared with studies
     job_cores,
     open_pipeline,
@@ -50,7 +51,8 @@ def positive(cfg, key: str, default: int = 1) -> int:
 def run_cell(runner, cell) -> dict[str, Any]:
     """Compute (or fetch) one cell; one log line; the record cells.json keeps."""
     start = time.perf_counter()
-    result = runner.run(cell)
+    with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}) [pid {os.getpid()}]"):
+        result = runner.run(cell)
     seconds = time.perf_counter() - start
     state = "cached" if result.cached else "computed"
     print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s) [pid {os.getpid()}]", flush=True)

@@ -248,21 +248,37 @@ def load_fake_cifar10(
 
 # --------------------------------------------------------------------------- image folder
 
-_INT = re.compile(r"^\d+$")
-_NEGATIVE = re.compile(r"^-\d+$")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+MAX_CLASS_INDEX = 100_000  # a numeric label above this is a typo, not a class (every index below it is a class)
 
 
-def _ids(values: list[str], lines: list[int], what: str, csv_path: str) -> tuple[np.ndarray, tuple[str, ...]]:
-    """Integer ids for a CSV column: integers as written; otherwise sorted names → index."""
+def _ids(values: list[str], lines: list[int], what: str, csv_path: str) -> tuple[np.ndarray, tuple[str, ...] | None]:
+    """Integer ids for a CSV column: (ids, None) when every value spells a whole number ≥ 0 —
+    `1`, `01`, `1.0` and `1e0` are one class, as a spreadsheet may write it; (ids, sorted names)
+    when none does. Numbers mixed with names, fractional or negative numbers: refused, naming the line."""
+    from decimal import Decimal
+
     for line, v in zip(lines, values):
         if v == "":
             raise ConfigError(f"{csv_path} line {line}: empty {what}; give every row a {what}")
-        if _NEGATIVE.match(v):
-            fix = "class indices 0..K-1" if what == "label" else "ids ≥ 0"
-            raise ConfigError(f"{csv_path} line {line}: {what} {v} is negative; use {fix} or names")
-    if all(_INT.match(v) for v in values):
-        ids = np.array([int(v) for v in values], dtype=np.int64)
-        return ids, tuple(str(i) for i in range(int(ids.max()) + 1))
+    numeric = [bool(_NUMBER.match(v)) for v in values]
+    if all(numeric):
+        ids = []
+        for line, v in zip(lines, values):
+            d = Decimal(v)
+            if d < 0:
+                fix = "class indices 0..K-1" if what == "label" else "ids ≥ 0"
+                raise ConfigError(f"{csv_path} line {line}: {what} {v} is negative; use {fix} or names")
+            if d != d.to_integral_value():
+                raise ConfigError(f"{csv_path} line {line}: {what} {v} is not a whole number; use whole numbers or names")
+            ids.append(int(d))
+        return np.array(ids, dtype=np.int64), None
+    if any(numeric):
+        num, name = numeric.index(True), numeric.index(False)
+        raise ConfigError(
+            f"{csv_path} line {lines[name]}: {what} {values[name]!r} is a name, but line {lines[num]} has the number "
+            f"{values[num]}; use numbers throughout or names throughout"
+        )
     names = tuple(sorted(set(values)))
     index = {n: i for i, n in enumerate(names)}
     return np.array([index[v] for v in values], dtype=np.int64), names
@@ -270,23 +286,30 @@ def _ids(values: list[str], lines: list[int], what: str, csv_path: str) -> tuple
 
 def _labels(values: list[str], lines: list[int], csv_path: str, num_classes: int | None):
     """Label ids and class names; with `num_classes` declared, every label must be below it."""
-    y, classes = _ids(values, lines, "label", csv_path)
-    if num_classes is not None:
-        if int(num_classes) < 2:
-            raise ConfigError(f"dataset.num_classes={num_classes} must be ≥ 2 (or null: count them from {csv_path})")
-        if len(classes) > num_classes and all(_INT.match(v) for v in values):
-            bad = int(np.argmax(y >= num_classes))
+    y, names = _ids(values, lines, "label", csv_path)
+    numeric = names is None
+    if num_classes is not None and int(num_classes) < 2:
+        raise ConfigError(f"dataset.num_classes={num_classes} must be ≥ 2 (or null: count them from {csv_path})")
+    if numeric:
+        limit = MAX_CLASS_INDEX if num_classes is None else int(num_classes)
+        if int(y.max()) >= limit:
+            bad = int(np.argmax(y >= limit))
+            if num_classes is None:
+                raise ConfigError(f"{csv_path} line {lines[bad]}: label {values[bad]} is not a class index (at most "
+                                  f"{MAX_CLASS_INDEX - 1}); fix the label, or use names")
             raise ConfigError(
                 f"{csv_path} line {lines[bad]}: label {values[bad]} ≥ dataset.num_classes={num_classes}; "
                 f"fix the label or raise dataset.num_classes"
             )
-        if len(classes) > num_classes:
+        count = int(y.max()) + 1 if num_classes is None else int(num_classes)  # classes absent from the CSV count too
+        classes = tuple(str(i) for i in range(count))
+    else:
+        classes = names
+        if num_classes is not None and len(classes) > num_classes:
             raise ConfigError(
                 f"{csv_path}: {len(classes)} label names but dataset.num_classes={num_classes}; "
                 f"fix the labels or set dataset.num_classes={len(classes)}"
             )
-        if all(_INT.match(v) for v in values):
-            classes = tuple(str(i) for i in range(num_classes))  # classes absent from the CSV count too
     if len(set(y.tolist())) < 2:
         raise ConfigError(f"{csv_path}: every image has label {values[0]!r}; a classifier needs at least 2 classes")
     return y, classes
@@ -315,22 +338,76 @@ def _read_rows(csv_path: str) -> tuple[list[dict[str, str]], list[int], set[str]
     return rows, lines, columns
 
 
-def _read_image(path: str, line: int, csv_path: str, size: int, channels: int) -> np.ndarray:
+def _resolve_files(root: str, rows: list[dict[str, str]], lines: list[int], csv_path: str) -> list[str]:
+    """Each row's image as a real path inside dataset.root, listed once. Refused, naming the line:
+    a file outside the root (`../x.png`, an absolute path, a symlink leading out), a missing
+    file, and a file listed twice — under a second name (`./a.png`, a link) included: the rows
+    are the data set, and a repeated image would sit in both the forget and the retain set."""
+    real_root = os.path.realpath(root)
+    seen: dict[tuple[int, int], int] = {}
+    paths = []
+    for line, row in zip(lines, rows):
+        given = os.path.join(root, row["file"])
+        where = f"image_folder: {given} (line {line} of {csv_path})"
+        real = os.path.realpath(given)
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise ConfigError(f"{where} lies outside dataset.root={root} (it resolves to {real}); list files inside "
+                              f"the root by their path relative to it")
+        if not os.path.isfile(real):
+            raise ConfigError(f"{where} not found; fix the file name (relative to dataset.root) or remove the row")
+        info = os.stat(real)
+        first = seen.setdefault((info.st_dev, info.st_ino), line)
+        if first != line:
+            raise ConfigError(f"{csv_path} line {line}: {row['file']} is the image line {first} lists already; list "
+                              f"each image once (a repeated image would be in both the forget and the retain set)")
+        paths.append(real)
+    return paths
+
+
+_16BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _read_image(path: str, line: int, csv_path: str, size: int, channels: int) -> tuple[np.ndarray, str]:
+    """(size×size×channels uint8 pixels, sha256 of the file's bytes). 16-bit images are scaled
+    to 8 bits (65535 → 255), not clipped; PIL's decompression-bomb limit is an error here."""
+    import hashlib
+    import io
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     where = f"image_folder: {path} (line {line} of {csv_path})"
-    if not os.path.isfile(path):
-        raise ConfigError(f"{where} not found; fix the file name (relative to dataset.root) or remove the row")
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.BILINEAR)
-            return np.asarray(im).reshape(size, size, channels)
+        with open(path, "rb") as f:
+            data = f.read()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                if im.mode in _16BIT:
+                    im = _eight_bits(im, where)
+                elif im.mode == "F":
+                    raise ConfigError(f"{where} has floating-point pixels, whose range is not defined; save it as an "
+                                      f"8- or 16-bit image, or remove its row")
+                im = im.convert("L" if channels == 1 else "RGB")
+                if im.size != (size, size):
+                    im = im.resize((size, size), Image.BILINEAR)
+                return np.asarray(im).reshape(size, size, channels), hashlib.sha256(data).hexdigest()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ConfigError(f"{where} is too large to decode safely ({e}); shrink the image or remove its row") from None
     except UnidentifiedImageError:
         raise ConfigError(f"{where} is not an image file PIL can read; remove its row or replace the file") from None
     except OSError as e:
         raise ConfigError(f"{where} cannot be read ({e}); replace the file or remove its row") from None
+
+
+def _eight_bits(im, where: str):
+    """A 16-bit greyscale image as 8 bits, scaled (PIL's convert clips: 16-bit PNGs became 0/255)."""
+    from PIL import Image
+
+    a = np.asarray(im).astype(np.int64)
+    if a.size and (a.min() < 0 or a.max() > 65535):
+        raise ConfigError(f"{where} has 32-bit integer pixels outside 0..65535; save it as an 8- or 16-bit image")
+    return Image.fromarray(np.rint(a * (255 / 65535)).astype(np.uint8), mode="L")
 
 
 def load_image_folder(
@@ -341,7 +418,9 @@ def load_image_folder(
     challenge's faces-by-age data, where the forget set is whole subjects (`subject` becomes
     `train_groups`). Without a `split` column, the fixed stratified 80/20 split is used.
     Every mistake in the CSV or the files is a one-line ConfigError naming the file, the line
-    and the fix, raised here, before anything trains."""
+    and the fix, raised here, before anything trains. The loaded data is what the CSV means, or
+    nothing loads: each image once (by file and by bytes), only files inside `root`, labels that
+    spell one number as one class, 16-bit images scaled rather than clipped."""
     if channels not in (1, 3):
         raise ConfigError(f"dataset.channels={channels} must be 1 (grey) or 3 (RGB)")
     if int(size) < 1:
@@ -373,7 +452,14 @@ def load_image_folder(
                 f"{csv_path}: cannot split {len(y)} images 80/20 by class ({e}); add images or a split column"
             ) from None
 
-    images = [_read_image(os.path.join(root, r["file"]), line, csv_path, int(size), channels) for line, r in zip(lines, rows)]
+    paths = _resolve_files(root, rows, lines, csv_path)
+    images, first = [], {}
+    for line, path in zip(lines, paths):
+        pixels, digest = _read_image(path, line, csv_path, int(size), channels)
+        if first.setdefault(digest, line) != line:
+            raise ConfigError(f"{csv_path} line {line}: {path} has the same bytes as the image on line {first[digest]}; "
+                              f"list each image once (a repeated image would be in both the forget and the retain set)")
+        images.append(pixels)
     x = np.stack(images).transpose(0, 3, 1, 2)
     return _from_arrays("image_folder", x, y, classes, groups=groups, split=split)
 

@@ -35,7 +35,7 @@ class CatastrophicForgettingK(UnlearningMethod):
         super().__init__(model, data, **hparams)
         owners = [m for m in model.modules() if next(m.parameters(recurse=False), None) is not None]
         if not 1 <= int(k) <= len(owners) or l2_to_start < 0:
-            raise ConfigError(f"cf_k: need 1 ≤ k ≤ {len(owners)} (the model's modules with parameters) and "
+            raise ConfigError(f"example_cf_k: need 1 ≤ k ≤ {len(owners)} (the model's modules with parameters) and "
                               f"l2_to_start ≥ 0 (got k={k}, l2_to_start={l2_to_start})")
         self.k, self.l2_to_start = int(k), float(l2_to_start)
         self.trained = [p for m in owners[-self.k:] for p in m.parameters(recurse=False)]
