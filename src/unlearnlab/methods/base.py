@@ -86,6 +86,9 @@ class UnlearningMethod(EpochMetrics):
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
     # The model kinds the method applies to (None: any); checks.check_applies refuses others at start-up.
     model_kinds: ClassVar[frozenset[str] | None] = None
+    # False for a method that changes the weights without any Trainer fit (identity; closed-form
+    # methods such as ssd or fisher, which compute on the data in `run`).
+    trains: ClassVar[bool] = True
     # In every cell key of the method (plan.bound_arguments): raise it when what the method computes
     # changes, so stored cells of the old code are not reused.
     code_version: ClassVar[int] = 1

@@ -89,6 +89,30 @@ def first_layer(model: nn.Module) -> tuple[str, nn.Module]:
     return layers[0]
 
 
+Block = list[tuple[str, nn.Module]]
+
+
+def last_blocks(model: nn.Module, k: int) -> list[Block]:
+    """The last `k` blocks before the classifier, each a list of (name, module). A ResNet's blocks
+    are its stages, the children named layer1 … layerN (deepunlearn's get_resnet_blocks); any
+    other network's are its weight layers other than the classifier, each with the BatchNorm
+    layers that follow it in definition order (a conv + BN unit, as the SCRUB notebook's AllCNN
+    block)."""
+    stages = sorted(((n, m) for n, m in model.named_children() if n.startswith("layer") and n[5:].isdigit()),
+                    key=lambda item: int(item[0][5:]))
+    if stages:
+        blocks = [[stage] for stage in stages]
+    else:
+        _, head = classifier(model)
+        blocks = []
+        for name, module in model.named_modules():
+            if isinstance(module, WEIGHT_LAYERS) and module is not head:
+                blocks.append([(name, module)])
+            elif isinstance(module, nn.modules.batchnorm._BatchNorm) and blocks:
+                blocks[-1].append((name, module))
+    return blocks[-k:] if k > 0 else []
+
+
 def is_projection_shortcut(name: str, module: nn.Module) -> bool:
     return isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and "downsample" in name.split(".")
 

@@ -10,6 +10,7 @@ from unlearnlab.methods.base import UnlearningMethod
 
 class Identity(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset()
+    trains: ClassVar[bool] = False
 
     def __init__(self, model, data, **hparams) -> None:
         super().__init__(model, data, **{**hparams, "epochs": 0})

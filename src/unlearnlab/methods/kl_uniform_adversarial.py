@@ -10,11 +10,13 @@ Sequence of fits (run):
        (no gradient) act as keys: loss = −mean log softmax(f(x_f) f(x_r)ᵀ / T), i.e. each
        forget output is pushed to be equally (dis)similar to every retain output (SGD
        `forget_lr`, no weight decay, cosine to `eta_min` over all forget steps);
-     - retain round: CE on every retain batch (SGD `lr`, `momentum`, `weight_decay`).
+     - retain round: CE on every retain batch (SGD at `retain_lr`·batch_size/64, `momentum`,
+       `weight_decay`).
 Checked against: xcadet/deepunlearn munl/unlearning/kgltop1.py (KGLTop1: kl_loss_sym, the
 forget round over zip(forget, retain), CosineAnnealingLR over len(forget)·epochs forget steps).
-Defaults (KGLTop1): batch 256, 8 epochs, retain lr 1e-3·256/64, momentum 0.9, wd 1e-2; uniform
-lr 0.005, forget lr 3e-4 (no weight decay); T 1.15; eta_min 1e-6.
+Defaults (KGLTop1): batch 256, 8 epochs; retain optimiser lr `retain_lr`·batch_size/64 (the
+source scales its 1e-3 by the batch: 0.004 at batch 256), momentum 0.9, wd 1e-2; uniform lr
+0.005, forget lr 3e-4 (both momentum 0.9, no weight decay); T 1.15; eta_min 1e-6.
 Known deviations: none.
 """
 
@@ -25,6 +27,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from unlearnlab.errors import ConfigError
 from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.training import OptimSettings
 
@@ -50,8 +53,13 @@ class KLUniformAdversarial(UnlearningMethod):
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
     def __init__(self, model, data, uniform_lr: float = 0.005, forget_lr: float = 3e-4,
-                 temperature: float = 1.15, eta_min: float = 1e-6, **hparams) -> None:
-        super().__init__(model, data, **hparams)
+                 temperature: float = 1.15, eta_min: float = 1e-6, retain_lr: float = 1e-3, **hparams) -> None:
+        if "lr" in hparams:
+            raise ConfigError("method kl_uniform_adversarial: its retain learning rate is retain_lr·batch_size/64 "
+                              "(the source's scaling); set retain_lr, not lr")
+        batch_size = int(hparams.get("batch_size", 128))
+        super().__init__(model, data, lr=float(retain_lr) * batch_size / 64, **hparams)
+        self.retain_lr = float(retain_lr)
         self.uniform_lr, self.forget_lr = float(uniform_lr), float(forget_lr)
         self.temperature, self.eta_min = float(temperature), float(eta_min)
         self._rounds: _Rounds | None = None

@@ -82,6 +82,7 @@ class ClosedFormRemoval(UnlearningMethod):
     config_name: ClassVar[str] = ""
     metrics: ClassVar[tuple[Metric, ...]] = cert_metrics()
     model_kinds: ClassVar[frozenset[str]] = frozenset({"logreg"})  # closed-form removal needs the convex model
+    trains: ClassVar[bool] = False
 
     def __init__(self, model, data, epsilon: float, delta: float, **hparams) -> None:
         super().__init__(model, data, **{**hparams, "epochs": 0})
@@ -187,6 +188,7 @@ class ExactRetrain(UnlearningMethod):
 
     reads: ClassVar[frozenset[str]] = frozenset({"retain"})
     model_kinds: ClassVar[frozenset[str]] = frozenset({"logreg"})
+    trains: ClassVar[bool] = False
 
     def __init__(self, model, data, tol: float = 1e-10, architecture=None, **hparams) -> None:
         # architecture: the generic retrain control's model config (it builds a fresh model);

@@ -17,6 +17,9 @@ optimiser (momentum, weight decay):
     that was never trainable in an earlier epoch gets N(0, `noise_std`²) added (σ 0.04).
   - fine epochs (the last `fine_epochs` = 4): every parameter trains, at lr `fine_lrs[i]`
     ([2e-4, 2e-4, 2e-4, 1e-3]).
+Noise needs tensors that did not train yet: on a model with few of them (small_cnn has 5
+non-BatchNorm tensors) 9 drawn per epoch cover all in epoch 0 and no noise is ever added;
+reset_noise_digits keeps the source's ratio instead (2 of 5; the source: 9 of ResNet-18's 22).
 Known deviations: BatchNorm parameters are found by module type; the source matches "bn" in the
 parameter name, which on torchvision's ResNet misses the projection shortcuts' BatchNorm
 (`downsample.1`), leaving those among the drawable tensors there.

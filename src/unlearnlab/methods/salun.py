@@ -6,7 +6,9 @@ Checked against: OPTML-Group/Unlearn-Saliency Classification/generate_mask.py
 _apply_mask_to_grads, _restore_masked_params).
 
 1. Saliency mask (before_fit, no gradient step): g = Σ over forget batches of ∇θ mean CE at the
-   original weights (eval mode, batches of `batch_size`); the mask keeps the top
+   original weights (eval mode, one shuffled pass in batches of `batch_size`, with the forget
+   loader's augmentation: the source's marked loader keeps CIFAR's train transform, so
+   salun_cifar10 computes its mask on crop + flip images too); the mask keeps the top
    `mask_fraction` of |g| over *all* parameters pooled together (the source's hard mask 0.5).
 2. Random-label unlearning (random_label.py: forget with random labels, then retain) that
    updates only masked weights: the gradients of masked-out weights are zeroed before each
@@ -26,6 +28,8 @@ from unlearnlab.methods.random_label import RandomLabel
 
 
 class SalUn(RandomLabel):
+    code_version = 2  # 2: the mask from one shuffled, augmented pass of the forget loader (issue 22)
+
     def __init__(self, model, data, mask_fraction: float = 0.5, **hparams) -> None:
         super().__init__(model, data, **hparams)
         if not 0.0 < float(mask_fraction) <= 1.0:
@@ -37,15 +41,13 @@ class SalUn(RandomLabel):
     # -- 1. the mask ------------------------------------------------------------------------
     def saliency_mask(self) -> dict[str, torch.Tensor]:
         params = dict(self.model.named_parameters())
-        x, y = self.data.tensors("forget")
         was_training = self.model.training
         self.model.eval()
         self.model.zero_grad(set_to_none=True)
         with torch.enable_grad():
-            for start in range(0, len(y), self.batch_size):
-                xb = x[start : start + self.batch_size].to(self.device)
-                yb = y[start : start + self.batch_size].to(self.device)
-                F.cross_entropy(self.model(xb), yb).backward()
+            # one shuffled pass of the forget loader, augmented as the unlearning passes are
+            for xb, yb in self.data.batches("forget", self.batch_size, augment=self.augment, seed_offset=2):
+                F.cross_entropy(self.model(xb.to(self.device)), yb.to(self.device)).backward()
         self.model.train(was_training)
         grads = {n: (p.grad.abs() if p.grad is not None else torch.zeros_like(p)) for n, p in params.items()}
         self.model.zero_grad(set_to_none=True)
