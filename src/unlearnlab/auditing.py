@@ -13,13 +13,14 @@ method is audited once per original (`audit_originals`) and the rows combine the
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Iterable
 
 import numpy as np
 from omegaconf import OmegaConf, open_dict
 
-from unlearnlab.audits.base import AuditInput, ModelOutputs
-from unlearnlab.audits.competition import logit_scaled_confidence, pairwise_tests, permutations_for
+from unlearnlab.audits.base import DEFAULT_READS, PARTS, AuditInput, ModelOutputs
+from unlearnlab.audits.competition import SCORE_READS, logit_scaled_confidence, pairwise_tests, permutations_for
 from unlearnlab.audits.lower_bound import certificate_verdict
 from unlearnlab.errors import ConfigError
 from unlearnlab.metrics import ACCURACIES, Catalogue
@@ -57,6 +58,46 @@ def build_audits(cfg, family_size: int = 1) -> dict[str, Any]:
 
 def mean_metric(outputs: ModelOutputs, key: str) -> float:
     return float(np.mean(outputs.metrics[key]))
+
+
+def reads_of(audit: Any) -> frozenset[str]:
+    """The logit parts an audit declares it reads (`reads`; default forget and test)."""
+    return frozenset(getattr(audit, "reads", DEFAULT_READS))
+
+
+def declared(audit: Any) -> set[str]:
+    return {m.name for m in getattr(audit, "metrics", ())}
+
+
+def given_parts(*outputs: ModelOutputs) -> set[str]:
+    """The logit parts every one of OUTPUTS has (a study's cells have all of PARTS)."""
+    return {p for p in PARTS if all(getattr(o, p) is not None for o in outputs)}
+
+
+def skip_reason(audit: Any, given: set[str]) -> str | None:
+    """Why an audit cannot run on these models (None: it can): the parts it reads that are missing."""
+    missing = sorted(reads_of(audit) - given)
+    if not missing:
+        return None
+    return f"reads {' and '.join(missing)} logits, which these models lack"
+
+
+def indices_sha256(indices: Any) -> str:
+    """sha256 of the forget set's training indices (sorted, int64 little-endian): the split as a
+    versioned thing — two runs with the same hash forget the same examples."""
+    return hashlib.sha256(np.sort(np.asarray(indices, dtype="<i8")).tobytes()).hexdigest()
+
+
+def data_record(fingerprint: str | None, forget_indices: Any = None, **more: Any) -> dict[str, Any]:
+    """What results.json and the report record about the data: the fingerprint every cell key holds
+    and the forget set's size and indices hash."""
+    out: dict[str, Any] = {}
+    if fingerprint is not None:
+        out["fingerprint"] = str(fingerprint)
+    if forget_indices is not None:
+        out["n_forget"] = int(np.asarray(forget_indices).size)
+        out["forget_indices_sha256"] = indices_sha256(forget_indices)
+    return {**out, **more}
 
 
 def holm(p_values: dict[str, float]) -> dict[str, float]:
@@ -97,6 +138,7 @@ def audit_methods(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs, m
     reference = {RETRAIN: retrained, **{name: out for name, out in methods.items() if name != RETRAIN}}
     rows: dict[str, dict[str, Any]] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
+    skipped: dict[str, dict[str, list[str]]] = {}  # audit -> reason -> methods
     for name, outputs in methods.items():
         ref = reference[reference_of[name]]
         inp = AuditInput(labels=labels, retrain=ref, unlearn=outputs)
@@ -106,11 +148,19 @@ def audit_methods(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs, m
             if "cost/seconds" in ref.metrics:
                 row["cost/rte"] = mean_metric(ref, "cost/seconds") / max(row["cost/seconds"], 1e-9)
         arrays[name] = {}
+        given = given_parts(ref, outputs)
         for audit_name, audit in audits.items():
+            if (why := skip_reason(audit, given)) is not None:
+                skipped.setdefault(audit_name, {}).setdefault(why, []).append(name)
+                continue
             try:
                 measured = audit(inp)
             except ValueError as err:  # the cells stay stored; only this audit can't run
                 raise ConfigError(f"audit {audit_name} on {name}: {err}") from None
+            if "audit/score" in declared(audit) and "audit/score" not in measured:
+                lacking = [k for k in SCORE_READS if k not in outputs.metrics or k not in ref.metrics]
+                why = f"needs {' and '.join(lacking)} on both sides (from retain logits), which these models lack"
+                skipped.setdefault(f"{audit_name}: audit/score", {}).setdefault(why, []).append(name)
             for k, v in measured.items():
                 if isinstance(v, str):
                     row[k] = v  # a label, e.g. the statistic the lower bound chose
@@ -135,6 +185,8 @@ def audit_methods(cfg, labels: dict[str, np.ndarray], retrained: ModelOutputs, m
         "metrics": {k: metrics.get(k).as_dict() for k in ordered},
         "pairwise": method_vs_method(cfg, labels["forget"], retrained, methods, reference_of) if pairwise else None,
         **({"holm": holm_record} if holm_record else {}),
+        **({"skipped": [{"audit": a, "methods": ms, "reason": why} for a, by in skipped.items() for why, ms in by.items()]}
+           if skipped else {}),
         "_arrays": arrays,
     }
 

@@ -163,19 +163,24 @@ def method_class(method_cfg: dict[str, Any], name: str) -> type[UnlearningMethod
 
 
 @torch.no_grad()
-def measure(model: torch.nn.Module, data: StudyData, batch_size: int = 1024):
-    """Logits on the parts the audits read, accuracies on every part."""
+def measure(model: torch.nn.Module, data: StudyData, batch_size: int = 1024,
+            parts: tuple[str, ...] = MEASURED_PARTS):
+    """Logits on PARTS (by default the parts the audits read; task=logits adds the whole retain
+    set), accuracies on every part."""
     device = data.device
     model = model.to(device).eval()
 
     def logits(part: str) -> torch.Tensor:
         return torch.cat([model(x).float() for x, _ in data.batches(part, batch_size, shuffle=False)])
 
-    outputs = {part: logits(part).cpu() for part in MEASURED_PARTS}
+    outputs = {part: logits(part).cpu() for part in parts}
     metrics = {}
     for part in ("forget", "test", "val"):
         y = data.labels(part).cpu()
         metrics[f"{part}/acc"] = float((outputs[part].argmax(1) == y).float().mean()) if len(y) else float("nan")
-    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in data.batches("retain", batch_size, shuffle=False))
+    if "retain" in outputs:
+        correct = int((outputs["retain"].argmax(1) == data.labels("retain").cpu()).sum())
+    else:
+        correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in data.batches("retain", batch_size, shuffle=False))
     metrics["retain/acc"] = correct / len(data.labels("retain"))
     return outputs, metrics

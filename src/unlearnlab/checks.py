@@ -24,7 +24,10 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 - arguments: each method's, audit's and the model's config keys bound to its class signature
   (`method.lrr=0.1` fails here, not after the original and N retrained models have trained);
 - fit: a method that declares the model kinds it applies to (`model_kinds`) against the
-  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit.
+  model's kind (`model_kind`, default "network"); at least one audit for tasks that audit;
+- task options: what task=audit_files, logits, export and import need set (`files.*`,
+  `logits.*`, `export.*`, `import.*`), method names that become folder names, export kinds,
+  the form of a W&B artifact name. The files themselves are checked as they are read.
 """
 
 from __future__ import annotations
@@ -44,13 +47,16 @@ from omegaconf.errors import OmegaConfBaseException
 from unlearnlab import plugins, schemas
 from unlearnlab.errors import ConfigError, safe_name
 from unlearnlab.registry import RULES, check_targets, target_object, target_problem
-from unlearnlab.store import check_root
+from unlearnlab.store import KINDS, check_root
 
 # Keys of a method config the framework reads (plan.FRAMEWORK_KEYS); the class never sees them.
 METHOD_FRAMEWORK_KEYS = ("name", "reference")
 MODEL_FRAMEWORK_KEYS = ("name", "channels_last", "compile")  # models.SWITCHES + name
 TRAINER_SET_PER_FIT = ("max_epochs", "logger")  # cells.trainer_factory passes these itself
-AUDITING_TASKS = ("study", "audit", "cell")
+AUDITING_TASKS = ("study", "audit", "cell", "audit_files")
+CELL_KINDS = KINDS  # what task=export can bundle: the kinds of cell (plan.Cell.kind)
+# ENTITY/PROJECT/NAME:VERSION, as wandb's public API names an artifact (import.artifact)
+ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
 DEFAULT_MODEL_KIND = "network"
 
 # Environment variables a config may set through hydra.job.env_set (anything else, e.g.
@@ -94,6 +100,7 @@ def check_config(cfg: DictConfig) -> None:
     for where, mcfg in methods.items():
         check_method(where, mcfg, model_obj, view.get("model") or {})
     check_audits(view, str(view.get("task") or "study"))
+    check_task_options(view, str(view.get("task") or "study"))
 
 
 class _Resolver:
@@ -405,6 +412,10 @@ def composition_error(err: BaseException) -> ConfigError | None:
     if group not in schemas.SCHEMAS:
         return _unknown_key_outside_schemas(cause, full_key, prefix)
     schema = cause.object_type if schemas.is_schema(cause.object_type) else None
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and full_key.startswith("files.methods."):
+        add = re.search(r"use (\+\S+)", text)  # task=audit_files: the method names are the user's
+        return ConfigError(f"{prefix}{full_key}: a method folder is a new key; add it with a plus: "
+                           f"{add.group(1) if add else f'+{full_key}=DIR'}")
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and schema is not None:
         key = str(cause.key)
         if group in schemas.OPEN_GROUPS:
@@ -762,3 +773,60 @@ def check_audits(view: _Resolver, task: str) -> None:
             raise ConfigError(f"audit.{name} names no class; add audit.{name}._target_=unlearnlab.audits.MODULE.CLASS")
         obj = target_object(acfg["_target_"], f"config.audit.{name}")
         bind_arguments(obj, _arguments(acfg, ()), (), f"audit.{name}")
+
+
+# -- task options ----------------------------------------------------------------------------
+def check_task_options(view: _Resolver, task: str) -> None:
+    """What the chosen task needs from its option group (the other tasks ignore these groups)."""
+    if task == "audit_files":
+        files = view.get("files") or {}
+        if not files.get("labels"):
+            raise ConfigError("task=audit_files needs files.labels=PATH: a labels.npz with the integer labels "
+                              "of forget and test (task=logits writes one)")
+        if not files.get("reference"):
+            raise ConfigError("task=audit_files needs files.reference=DIR: the folder of the reference (retrained) "
+                              "models' .npz logits")
+        if not files.get("methods"):
+            raise ConfigError("task=audit_files needs at least one method folder: +files.methods.NAME=DIR "
+                              "(the folder of that method's unlearned models' .npz logits)")
+        for name in files["methods"]:
+            safe_name(name, f"files.methods.{name}")
+        if files.get("name") is not None:
+            safe_name(files["name"], "files.name")
+    elif task == "logits":
+        logits = view.get("logits") or {}
+        for key, what in (("checkpoints", "the folder of state dicts (*.safetensors, *.pt, *.pth)"),
+                          ("out", "the folder to write NAME.npz per checkpoint and labels.npz into")):
+            if not logits.get(key):
+                raise ConfigError(f"task=logits needs logits.{key}=DIR: {what}")
+        size = _number(logits.get("batch_size"))
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ConfigError(f"logits.batch_size={logits.get('batch_size')} must be a whole number ≥ 1")
+    elif task == "export":
+        check_export(view.get("export") or {}, (view.get("logger") or {}).get("kind"))
+    elif task == "import":
+        options = view.get("import") or {}
+        path, artifact = options.get("path"), options.get("artifact")
+        if bool(path) == bool(artifact):
+            raise ConfigError("task=import needs one of import.path=FILE (a bundle task=export wrote) or "
+                              "import.artifact=ENTITY/PROJECT/NAME:VERSION (one logged with export.wandb=true)"
+                              + (", not both" if path else ""))
+        if artifact and not ARTIFACT_NAME.fullmatch(str(artifact)):
+            raise ConfigError(f"import.artifact={artifact} is not a W&B artifact name; write it as "
+                              f"ENTITY/PROJECT/NAME:VERSION, e.g. import.artifact=my-team/unlearnlab/cells-digits:v0")
+
+
+def check_export(export: dict[str, Any], logger_kind: Any) -> None:
+    if not export.get("path"):
+        raise ConfigError("task=export needs export.path=FILE: the bundle to write (e.g. export.path=cells.tar)")
+    kinds = list(export.get("kinds") or [])
+    if not kinds:
+        raise ConfigError(f"export.kinds is empty; name the cells to export, e.g. export.kinds=[{','.join(CELL_KINDS)}]")
+    for kind in kinds:
+        if kind not in CELL_KINDS:
+            raise ConfigError(f"export.kinds: {kind} is not a kind of cell; use some of {', '.join(CELL_KINDS)}")
+    if len(set(kinds)) != len(kinds):
+        raise ConfigError(f"export.kinds={kinds} names a kind twice; name each once")
+    if export.get("wandb") and logger_kind != "wandb":
+        raise ConfigError("export.wandb=true logs the bundle through W&B: add logger=wandb (its project and entity "
+                          "say where the artifact goes)")

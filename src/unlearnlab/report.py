@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from unlearnlab import plots
 from unlearnlab.metrics import Catalogue
 from unlearnlab.tables import (
-    REFERENCE_ROW, fmt, grouped_rows, holm_summary, pairwise_rows, pairwise_summary, selection_summary,
+    REFERENCE_ROW, SKIPPED, data_line, fmt, grouped_rows, holm_summary, pairwise_rows, pairwise_summary,
+    selection_summary, skipped_rows,
 )
 
 PLOTS_DIR = "plots"
@@ -220,6 +221,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
     if chosen := selection_summary(results):
         doc.add("h2", "A search's winner, re-audited")
         doc.add("p", chosen)
+    if data := results.get("data"):
+        doc.add("p", data_line(results))
+        doc.add("list", [f"`{k}`: `{v}`" for k, v in data.items()])
     doc.add("h2", "Results")
     catalogue = Catalogue.from_results(results)
     for title, table in grouped_rows(results):
@@ -230,6 +234,9 @@ def write_report(results: dict[str, Any], cfg: DictConfig | dict | None, out: Pa
             doc.add("list", legend)
     if multiplicity := holm_summary(results):
         doc.add("p", multiplicity)
+    if skipped := skipped_rows(results):
+        doc.add("h3", SKIPPED)
+        doc.add("table", skipped)
     if matrix := pairwise_rows(results):
         doc.add("h2", "Which methods differ")
         doc.add("p", pairwise_summary(results))

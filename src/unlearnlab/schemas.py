@@ -1,5 +1,5 @@
 """Schemas of the config groups whose keys the framework reads: dataset, split, recipe, trainer,
-logger, paths. Each is a dataclass stored in Hydra's ConfigStore as GROUP/NAME (`register`), and
+logger, paths, and the options of the tasks audit_files, logits, export and import. Each is a dataclass stored in Hydra's ConfigStore as GROUP/NAME (`register`), and
 each option file extends one through its defaults list (Hydra's "schema via the defaults list"):
 
     # conf/dataset/mnist.yaml
@@ -21,7 +21,9 @@ Which options use which schema:
   csv) are marked LOCATION and stay out of the cell keys;
 - split: `schema_fraction` (random, group, mislabeled), `schema_class`, `schema_index_file`;
 - recipe: `schema` (SGD recipes), `schema_exact` (+ solver, tol, max_iter);
-- trainer: `schema`; logger: `schema` (none), `schema_csv`, `schema_wandb`; paths: `schema`.
+- trainer: `schema`; logger: `schema` (none), `schema_csv`, `schema_wandb`; paths: `schema`;
+- files, logits, export, import: `schema` (the options of task=audit_files, logits, export,
+  import; read by no other task, hashed into no cell key).
 
 One schema per kind rather than one per group with optional keys: a schema field with a default
 is present in every composed config, and dataset/split/recipe are hashed into every cell key and
@@ -224,6 +226,48 @@ class PathsSchema:
     lock_timeout: float | None = None  # seconds > 0 (checks.check_paths); null: wait as long as it takes
 
 
+# -- task options: audit_files, logits, export, import ------------------------------------------
+
+
+@dataclass
+class FilesSchema:
+    """task=audit_files: logits of models trained elsewhere, one .npz per model (audit_files.py)."""
+
+    labels: str | None = None     # labels.npz: integer labels forget, test (retain, val where given)
+    reference: str | None = None  # folder of the reference (retrained) models' .npz files
+    methods: dict[str, str] = field(default_factory=dict)  # NAME -> folder (`+files.methods.NAME=DIR`)
+    name: str | None = None       # the study name in tables, results.json and W&B (null: files-<reference folder>)
+
+
+@dataclass
+class LogitsSchema:
+    """task=logits: checkpoints of models trained elsewhere -> the .npz files task=audit_files reads."""
+
+    checkpoints: str | None = None  # folder of *.safetensors (or *.pt / *.pth state dicts, weights only)
+    out: str | None = None          # folder for NAME.npz per checkpoint and labels.npz
+    batch_size: int = 1024
+
+
+@dataclass
+class ExportSchema:
+    """task=export: a study's cells as one verified bundle (bundle.py)."""
+
+    path: str | None = None  # the bundle file to write (an uncompressed tar)
+    kinds: list[str] = field(default_factory=lambda: ["original", "retrain", "unlearn"])
+    forget_indices: bool = True  # include the forget set's indices (a split=index_file file)
+    wandb: bool = False          # also log the bundle as a W&B artifact (logger=wandb's project)
+
+
+@dataclass
+class ImportSchema:
+    """task=import: a bundle's cells into paths.store, each byte and key checked first (bundle.py)."""
+
+    path: str | None = None      # the bundle file
+    artifact: str | None = None  # or a W&B artifact ENTITY/PROJECT/NAME:VERSION holding one
+    check_data: bool = True      # its cells must be for the data this config loads (dataset, split)
+    forget_indices: str | None = None  # write the bundle's forget-index file here (for split=index_file)
+
+
 # -- the store ------------------------------------------------------------------------------------
 
 # group -> {name in the ConfigStore: schema}
@@ -236,6 +280,10 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "trainer": {"schema": TrainerSchema},
     "logger": {"schema": LoggerSchema, "schema_csv": CsvLoggerSchema, "schema_wandb": WandbLoggerSchema},
     "paths": {"schema": PathsSchema},
+    "files": {"schema": FilesSchema},
+    "logits": {"schema": LogitsSchema},
+    "export": {"schema": ExportSchema},
+    "import": {"schema": ImportSchema},
 }
 OPEN_GROUPS = ("trainer",)  # groups whose extra keys (`+trainer.NAME=...`) are checked elsewhere
 

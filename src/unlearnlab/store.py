@@ -570,6 +570,40 @@ class Store:
         """ROOT/KIND for each kind of cell that has a folder."""
         return [self.root / k for k in KINDS if (self.root / k).is_dir()]
 
+    # -- entries that arrive whole from elsewhere (bundle.py: task=import) ------------------------
+    def stage(self, kind: str, key: str) -> Path:
+        """An empty temp folder beside KIND/KEY, named as `save` names its own
+        (`.tmp-KEY-HOST-PID-RAND`): if this process dies, `clean_tmp` removes it, and verify lists
+        it as a temp folder, never as an entry. Fill it with the entry's files, then `commit`."""
+        final = self.path(kind, key)
+        tmp = final.parent / f".tmp-{key}-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as err:
+            if _write_error(err) is None:
+                raise
+            raise _store_write_error(err, final, self.root) from None
+        return tmp
+
+    def commit(self, kind: str, key: str, tmp: Path) -> bool:
+        """Move a staged entry into place in one rename, under the cell's lock. The caller has
+        checked it (`check`: meta checksum, key, spec → key, every file's size and sha256). True
+        when it was placed; False when a valid entry was already there (the staged copy is
+        dropped). A broken entry already there is moved to quarantine and replaced."""
+        with self.lock(kind, key):
+            if self.fetch(kind, key, repair=True) is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+                return False
+            try:
+                os.rename(tmp, self.path(kind, key))
+            except OSError as err:
+                shutil.rmtree(tmp, ignore_errors=True)
+                if _write_error(err) is None:
+                    raise
+                raise _store_write_error(err, self.path(kind, key), self.root) from None
+        return True
+
     def entries(self):
         """Every finished entry: (kind, key, path)."""
         if not self.root.is_dir():

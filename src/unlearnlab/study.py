@@ -21,7 +21,7 @@ from hydra.utils import get_class
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from unlearnlab.auditing import audit_methods, audit_originals
+from unlearnlab.auditing import audit_methods, audit_originals, data_record
 from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
 from unlearnlab.errors import ConfigError
@@ -161,8 +161,11 @@ class Study:
         classes = [get_class(m["_target_"]) for m in planner.methods.values() if m.get("_target_")]
         reference_of = {name: planner.reference_of(name) for name in planner.methods}
         if len(per_original) == 1:
-            return audit_methods(self.cfg, labels, retrained, per_original[0], reference_of, classes)
-        return audit_originals(self.cfg, labels, retrained, per_original, reference_of, classes)
+            results = audit_methods(self.cfg, labels, retrained, per_original[0], reference_of, classes)
+        else:
+            results = audit_originals(self.cfg, labels, retrained, per_original, reference_of, classes)
+        results["data"] = data_record(data.fingerprint(), data.split.forget.cpu().numpy(), split=str(self.cfg.split.name))
+        return results
 
     def run(self, compute: bool = True) -> dict[str, Any]:
         cells = self.planner.cells()

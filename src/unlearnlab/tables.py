@@ -134,9 +134,36 @@ def selection_summary(results: dict[str, Any]) -> str | None:
             f"number to cite.{biased}")
 
 
+SKIPPED = "Skipped audits"
+
+
+def skipped_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The audits that could not run on some methods' models, and why (logits from elsewhere may
+    lack a part an audit reads: auditing.skip_reason)."""
+    return [{"audit": s["audit"], "methods": ", ".join(s["methods"]), "reason": s["reason"]}
+            for s in results.get("skipped", ())]
+
+
+def data_line(results: dict[str, Any]) -> str | None:
+    """One sentence: which data and forget set these numbers are about (results["data"])."""
+    data = results.get("data")
+    if not data:
+        return None
+    parts = []
+    if "fingerprint" in data:
+        parts.append(f"fingerprint {data['fingerprint'][:16]}…")
+    if "n_forget" in data:
+        parts.append(f"forget set of {data['n_forget']} examples, indices sha256 {data['forget_indices_sha256'][:16]}…")
+    if "labels_sha256" in data:
+        parts.append(f"labels file sha256 {data['labels_sha256'][:16]}…")
+    if "split" in data:
+        parts.append(f"split {data['split']}")
+    return "Data: " + "; ".join(parts) + " (full values in results.json)." if parts else None
+
+
 def print_results(console: Console, results: dict[str, Any]) -> None:
-    """The headline table (titled with the study and N), one small table per further group, and
-    which methods this N tells apart."""
+    """The headline table (titled with the study and N), one small table per further group, the
+    audits skipped and why, which methods this N tells apart, and which data it was."""
     for title, rows in grouped_rows(results):
         if title == HEADLINE:
             title = f"{results['study']}  (N = {results['n_models']} models per method)"
@@ -145,5 +172,14 @@ def print_results(console: Console, results: dict[str, Any]) -> None:
         console.print(summary)
     if summary := holm_summary(results):
         console.print(summary)
+    if skipped := skipped_rows(results):
+        table = Table(title=SKIPPED)
+        for c in ("audit", "methods", "reason"):
+            table.add_column(c, style="bold" if c == "audit" else None)
+        for row in skipped:
+            table.add_row(row["audit"], row["methods"], row["reason"])
+        console.print(table)
     if summary := pairwise_summary(results):
         console.print(summary)
+    if line := data_line(results):
+        console.print(line, soft_wrap=True)

@@ -16,6 +16,10 @@ TASKS = {
     "plan": "unlearnlab.plan_task:plan_task",
     "bench": "unlearnlab.bench:bench_task",
     "verify": "unlearnlab.verify:verify_task",
+    "audit_files": "unlearnlab.audit_files:audit_files_task",
+    "logits": "unlearnlab.logits_task:logits_task",
+    "export": "unlearnlab.bundle:export_task",
+    "import": "unlearnlab.bundle:import_task",
 }
 
 

@@ -20,7 +20,8 @@ class ModelOutputs:
 
     Shapes: forget (n_models, n_forget, C), test (n_models, n_test, C),
     retain (n_models, n_retain_sample, C) where the retain sample is a fixed subsample of the
-    retain set of size min(|retain|, |test|). metrics maps a metric name ("retain/acc",
+    retain set of size min(|retain|, |test|), or None where it was not given (logits from
+    elsewhere: the audits that read it are skipped, `reads`). metrics maps a metric name ("retain/acc",
     "forget/acc", "test/acc", "cost/seconds") to an (n_models,) array. weights, optional:
     (n_models, n_params) released weights, flattened — only small models carry them (the study
     fills them for models with few parameters; logits from elsewhere have none), for the audits
@@ -29,7 +30,7 @@ class ModelOutputs:
 
     forget: np.ndarray
     test: np.ndarray
-    retain: np.ndarray
+    retain: np.ndarray | None
     metrics: dict[str, np.ndarray] = field(default_factory=dict)
     weights: np.ndarray | None = None
 
@@ -47,11 +48,21 @@ class AuditInput:
     unlearn: ModelOutputs
 
 
+# The parts of ModelOutputs an audit reads unless it declares its own `reads`.
+DEFAULT_READS = frozenset({"forget", "test"})
+PARTS = ("forget", "test", "retain")
+
+
 class Audit(Protocol):
     """An audit: AuditInput -> {"audit/NAME": float, ...}; extra non-scalar arrays (e.g. the
-    per-example ε under "audit/eps") may be returned for the report and are not tabulated."""
+    per-example ε under "audit/eps") may be returned for the report and are not tabulated.
+
+    `reads` (a class attribute, default DEFAULT_READS) names the logit parts of ModelOutputs it
+    reads: logits from elsewhere may lack `retain`, and an audit whose parts are missing is
+    skipped with that reason instead of run (auditing.missing_parts)."""
 
     name: str
+    reads: ClassVar[frozenset[str]]
 
     def __call__(self, inp: AuditInput) -> dict[str, Any]: ...
 
@@ -68,6 +79,7 @@ class PerModelAudit:
     (declared together with `with_reference`)."""
 
     metrics: ClassVar[tuple[Metric, ...]]  # the value and its reference first (with_reference), then any more
+    reads: ClassVar[frozenset[str]] = DEFAULT_READS
 
     def per_model(self, outputs: ModelOutputs, labels: dict[str, np.ndarray]) -> Iterable[float]:
         """One score per model of `outputs`."""

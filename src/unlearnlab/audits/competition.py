@@ -602,6 +602,9 @@ def pairwise_tests(
     return PairwiseTests(names, F, p, runs)
 
 
+SCORE_READS = ("retain/acc", "test/acc")  # the accuracies audit/score discounts F by
+
+
 def final_score(F: float, ra_u: float, ra_r: float, ta_u: float, ta_r: float) -> float:
     """Forgetting quality discounted by the utility lost relative to retraining."""
     return float(F * (ra_u / ra_r) * (ta_u / ta_r))
@@ -612,6 +615,9 @@ class CompetitionAudit:
     permutation test of "unlearned and retrained are exchangeable" (its p-value and F's null band)."""
 
     name = "competition"
+    # F, its band and p-value read the forget logits; audit/score also needs both sides' retain/acc
+    # and test/acc (SCORE_READS), and is left out where the models have no retain accuracy
+    reads = frozenset({"forget"})
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/F", "forgetting quality of the competition ε audit, mean of 2^−⌊ε/0.5⌋ over forget "
                "examples; 0–1, higher is better; what a perfect method scores is the retrain control's F",
@@ -645,14 +651,16 @@ class CompetitionAudit:
         retrain, unlearn = forget_confidences(inp)
         F, eps = forgetting_quality(retrain, unlearn, self.delta)
         u, r = inp.unlearn.metrics, inp.retrain.metrics
-        score = final_score(
-            F,
-            np.mean(u["retain/acc"]),
-            np.mean(r["retain/acc"]),
-            np.mean(u["test/acc"]),
-            np.mean(r["test/acc"]),
-        )
-        out: dict[str, Any] = {"audit/F": F, "audit/score": score, "audit/eps_mean": float(eps.mean())}
+        out: dict[str, Any] = {"audit/F": F}
+        if all(k in m for m in (u, r) for k in SCORE_READS):  # logits from elsewhere may lack retain
+            out["audit/score"] = final_score(
+                F,
+                np.mean(u["retain/acc"]),
+                np.mean(r["retain/acc"]),
+                np.mean(u["test/acc"]),
+                np.mean(r["test/acc"]),
+            )
+        out["audit/eps_mean"] = float(eps.mean())
         if self.n_permutations:
             test = permutation_test(retrain, unlearn, self.n_permutations, self.seed, self.delta)
             lo, hi = test.band()

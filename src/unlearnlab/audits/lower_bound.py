@@ -412,6 +412,7 @@ class LowerBoundAudit:
     """ε lower bound (DP auditing, held-out models) of the unlearned against the retrained models."""
 
     name = "lower_bound"
+    reads: ClassVar[frozenset[str]] = frozenset({"forget"})  # the logit parts it reads (audits/base.py Audit)
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/eps_lb", "ε lower bound, valid with 95% confidence (DP auditing: a rule chosen on half the "
                "models, its errors counted on the other half, Clopper–Pearson); 0 = nothing proved; ideal 0; "

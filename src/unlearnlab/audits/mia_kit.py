@@ -74,6 +74,7 @@ class KitMIAAudit(PerModelAudit):
     reference a perfect method would match."""
 
     name: ClassVar[str] = "mia_kit"
+    reads: ClassVar[frozenset[str]] = frozenset({"forget", "test"})  # the logit parts it reads (audits/base.py Audit)
     metrics: ClassVar[tuple[Metric, ...]] = (
         *with_reference(
             Metric("audit/mia_acc", "starting-kit MIA: logistic-regression accuracy on the loss, forget vs test "

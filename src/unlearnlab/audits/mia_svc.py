@@ -32,6 +32,7 @@ class SVCMIAAudit(PerModelAudit):
     """MIA-efficacy averaged over the unlearned models, and over the retrained ones (reference)."""
 
     name = "mia_svc"
+    reads = frozenset({"forget", "test", "retain"})  # the logit parts it reads (audits/base.py Audit)
     metrics: ClassVar[tuple[Metric, Metric]] = with_reference(
         Metric("audit/mia_efficacy", "SalUn MIA-efficacy: share of forget examples an SVC on p_y calls non-member; "
                "ideal ≈ audit/mia_efficacy_retrain", group="Membership inference"),

@@ -99,6 +99,7 @@ class OneRunAudit:
     fields are one_run_audit's options."""
 
     name: ClassVar[str] = "one_run"
+    reads: ClassVar[frozenset[str]] = frozenset({"forget"})  # the logit parts it reads (audits/base.py Audit)
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/eps_lower_bound", "one-run empirical ε lower bound (Steinke et al. 2023, δ = 0, 95% "
                "confidence) from guesses on held-out models; ideal 0; at most audit/one_run_eps_max; a bound, "

@@ -98,6 +98,7 @@ class ULiRAAudit:
     """U-LiRA on the forget set's logit-scaled confidence; its fields are ulira's options."""
 
     name: ClassVar[str] = "ulira"
+    reads: ClassVar[frozenset[str]] = frozenset({"forget"})  # the logit parts it reads (audits/base.py Audit)
     metrics: ClassVar[tuple[Metric, ...]] = (
         Metric("audit/ulira_acc", "U-LiRA balanced accuracy telling unlearned from retrained models; ideal 0.5",
                group="U-LiRA", goal="min"),

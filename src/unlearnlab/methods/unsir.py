@@ -35,14 +35,16 @@ import torch
 import torch.nn.functional as F
 
 from unlearnlab.errors import ConfigError
-from unlearnlab.methods.base import UnlearningMethod
+from unlearnlab.methods.finetune import Finetune
 from unlearnlab.methods.helpers import TensorBatches, generator
 from unlearnlab.training import OptimSettings
 
 PHASES = ("impair", "repair")
 
 
-class UNSIR(UnlearningMethod):
+class UNSIR(Finetune):
+    """Finetune's cross-entropy step, on the impair set (retain sample + noise) and then on the repair set."""
+
     reads: ClassVar[frozenset[str]] = frozenset({"forget", "retain"})
 
     def __init__(self, model, data, noise_lr: float = 0.1, noise_steps: int = 40, noise_weight: float = 0.1,
@@ -95,12 +97,6 @@ class UNSIR(UnlearningMethod):
     def train_dataloader(self):
         offset = PHASES.index(self.phase) + 1
         return TensorBatches(self._sets[self.phase], self.batch_size, self.data.seed * 7 + offset, augment=self.augment)
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track(loss=loss)
-        return loss
 
     def configure_optimizers(self):
         o = self.optim
