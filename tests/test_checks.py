@@ -96,9 +96,9 @@ def test_lightning_precisions_pass(precision):
     (["method=finetune", "methods.finetune.epochs=-2"], "methods.finetune.epochs=-2 must be ≥ 0"),
     (["method=finetune", "methods.finetune.batch_size=0"], "methods.finetune.batch_size=0 must be ≥ 1"),
     (["method=finetune", "methods.finetune.lr=nan"], "methods.finetune.lr=nan must be a finite number ≥ 0"),
-    (["methods.finetune_digits.lr=-1"], "methods.finetune_digits.lr=-1 must be a finite number ≥ 0"),
+    (["methods.finetune.lr=-1"], "methods.finetune.lr=-1 must be a finite number ≥ 0"),
     (["method=[]"], "no method selected (method is empty); choose some: method=NAME or method=[NAME,NAME]"),
-    (["objective=scrub"], "objective=scrub is not a method of this study; add it: method=[identity,retrain,finetune_digits,neggrad_plus_digits,scrub]"),
+    (["objective=scrub"], "objective=scrub is not a method of this study; add it: method=[identity,retrain,finetune,neggrad_plus_digits,scrub]"),
     (["method=[finetune,noisy_newton]", "model=logreg", "recipe=exact", "+methods.noisy_newton.reference=ref"],
      "method noisy_newton is audited against reference 'ref', which is not in this study; add it to the method list"),
 ])

@@ -29,7 +29,7 @@ def _composed_once():
 
 
 def test_presets_are_found_by_their_defaults_list():
-    assert ("finetune_digits", "finetune") in PRESETS and ("scrub_digits", "scrub") in PRESETS
+    assert ("neggrad_plus_digits", "neggrad_plus") in PRESETS and ("scrub_digits", "scrub") in PRESETS
     assert not [p for p, _ in PRESETS if p in ("neggrad_plus", "noisy_newton_reference", "finetune")]
 
 

@@ -537,7 +537,7 @@ def test_check_config_refuses_early():
     check_config(cfg("method=scrub"))
     for ov, msg in [
         (("method=finetune", "methods.finetune._target_=os.system"), "config.methods.finetune: _target_ 'os.system' is not allowed"),
-        (("methods.finetune_digits.lr=-1",), "methods.finetune_digits.lr=-1 must be a finite number ≥ 0"),
+        (("methods.finetune.lr=-1",), "methods.finetune.lr=-1 must be a finite number ≥ 0"),
         (("recipe.lr=inf",), "recipe.lr=inf must be a finite number ≥ 0"),
         (("recipe.batch_size=0",), "recipe.batch_size=0 must be ≥ 1"),
         (("n_models=0",), "n_models=0 must be a whole number ≥ 2"),

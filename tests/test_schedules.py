@@ -282,8 +282,8 @@ def record(name: str, data, state_dict, cfg: dict | None = None, limit: int | No
 
 
 def test_a_per_step_cosine_anneals_over_the_whole_fit(small_data, trained_small_cnn):
-    """finetune_digits anneals per step: between epoch starts too, down to ~0 at the last step."""
-    cfg = dict(all_configs()["finetune_digits"])
+    """`scheduler: cosine` anneals per step: between epoch starts too, down to ~0 at the last step."""
+    cfg = {**all_configs()["finetune"], "scheduler": "cosine", "batch_size": 64}
     steps: list[float] = []
 
     class PerStep(L.Callback):
@@ -294,10 +294,10 @@ def test_a_per_step_cosine_anneals_over_the_whole_fit(small_data, trained_small_
     from unlearnlab.registry import instantiate
 
     body = {k: v for k, v in cfg.items() if k != "name"}
-    cls = method_class(body, "finetune_digits")
+    cls = method_class(body, "finetune")
     model = SmallCNN(1, 10, 8, width=16)
     model.load_state_dict(trained_small_cnn)
-    method = instantiate(body, model=model, data=MethodData(small_data, cls.reads, 0, "finetune_digits"))
+    method = instantiate(body, model=model, data=MethodData(small_data, cls.reads, 0, "finetune"))
     method.run(lambda max_epochs, phase="train": quick_trainer(max_epochs, callbacks=[PerStep()]))
     total = -(-96 // cfg["batch_size"]) * cfg["epochs"]
     assert steps == pytest.approx([cfg["lr"] * (1 + math.cos(math.pi * s / total)) / 2 for s in range(total)], rel=1e-6)

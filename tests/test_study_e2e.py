@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-TINY = ["n_models=4", "recipe.epochs=3", "methods.finetune_digits.epochs=1", "methods.neggrad_plus_digits.epochs=1",
+TINY = ["n_models=4", "recipe.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus_digits.epochs=1",
         "logger.cell_runs=true",  # per-cell W&B runs are off by default (logger.cell_runs)
         # the competition audit's permutation tests were most of a run's time and no test here reads
         # their p-values: 9 relabellings, not 49; one method-vs-method pair (retrain vs finetune), not three
@@ -39,7 +39,7 @@ def default_study(tmp_path_factory):
 
 def test_default_study_prints_one_row_per_method(default_study):
     _, proc, results = default_study
-    assert set(results["methods"]) == {"identity", "retrain", "finetune_digits", "neggrad_plus_digits"}
+    assert set(results["methods"]) == {"identity", "retrain", "finetune", "neggrad_plus_digits"}
     assert results["n_models"] == 4
     for name in results["methods"]:
         assert name in proc.stdout
@@ -67,7 +67,7 @@ def test_controls_bracket_the_metric(default_study):
     assert m["identity"]["audit/F"] == 0.0
     assert m["identity"]["audit/eps_mean"] == 50.0
     assert m["retrain"]["audit/F"] > m["identity"]["audit/F"]
-    assert m["identity"]["cost/rte"] > m["finetune_digits"]["cost/rte"]
+    assert m["identity"]["cost/rte"] > m["finetune"]["cost/rte"]
 
 
 def test_second_run_recomputes_nothing_and_prints_the_same_table(default_study):
