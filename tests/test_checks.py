@@ -88,6 +88,8 @@ def test_lightning_precisions_pass(precision):
 @pytest.mark.parametrize("overrides, expected", [
     (["n_models=1"], "n_models=1 must be a whole number ≥ 2"),
     (["n_models=2.5"], "n_models=2.5 must be a whole number ≥ 2"),
+    (["workers=0"], "workers=0 must be auto or a whole number ≥ 1, e.g. workers=auto"),
+    (["workers=two"], "workers=two must be auto or a whole number ≥ 1, e.g. workers=auto"),
     (["recipe.epochs=-1"], "recipe.epochs=-1 must be ≥ 0"),
     (["recipe.epochs=1.5"], "recipe.epochs=1.5 must be ≥ 0, a whole number"),
     (["recipe.batch_size=0"], "recipe.batch_size=0 must be ≥ 1"),

@@ -68,13 +68,25 @@ def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_re
 
 def test_a_study_in_one_process_equals_the_sweep_bit_for_bit(tmp_path, sliced_reference, monkeypatch):
     """The same cells as one study in this process, which owns 2 cores (the pool's jobs own 1
-    each): the thread count is the cell's, not the job's, so the stored bytes and every audited
-    number equal the sweep's."""
+    each) and so computes them in 2 spawned worker processes (`workers=auto`; told that workers pay
+    off at once, as they do for cells of real size): the thread count is the cell's, not the job's
+    or the process's, so the stored bytes and every audited number equal the sweep's."""
     import torch
     from conftest import unlearnlab_inprocess
 
+    from unlearnlab import study as study_module
+    from unlearnlab import workers
+
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(study_module, "WORKERS_PAY_OFF_SECONDS", 0.0)
+    pids, as_finished = set(), workers.as_finished
+
+    def noting_pids(futures):
+        for pos, record in as_finished(futures):
+            pids.add(record["pid"])
+            yield pos, record
+    monkeypatch.setattr(workers, "as_finished", noting_pids)
     before = torch.get_num_threads()
     try:
         study = [o for o in SLICED if not o.startswith(("task=", "cells_per_job=", "index="))]
@@ -82,6 +94,7 @@ def test_a_study_in_one_process_equals_the_sweep_bit_for_bit(tmp_path, sliced_re
         assert torch.get_num_threads() == 2  # the job's own cores, for everything but the cells
     finally:
         torch.set_num_threads(before)
+    assert len(pids) == 2 and os.getpid() not in pids  # the retrained and unlearned cells: in 2 workers
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert_identical_audit(results, audit_results(sliced_reference / "sweep"))
     assert_same_cells(tmp_path / "store", sliced_reference / "store")

@@ -17,7 +17,7 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
   wrongly typed values while composing, and `composition_error` says so in one line;
 - paths and names: `paths.*` not empty, `paths.store` not a file; config values that become
   folder names (`errors.safe_name`);
-- sizes: n_models, and every epochs / batch size / learning rate / weight decay of the recipe
+- sizes: n_models, workers, and every epochs / batch size / learning rate / weight decay of the recipe
   and of every method (the one place these are checked);
 - Lightning: trainer keys bound to `lightning.Trainer.__init__`'s signature, precision by
   Lightning's own parser;
@@ -542,6 +542,10 @@ def check_sizes(view: _Resolver) -> None:
         raise ConfigError(
             f"n_models={view.get('n_models')} must be a whole number ≥ 2: the audit compares two samples of models"
         )
+    workers = view.get("workers")
+    if workers is not None and str(workers) != "auto" and (isinstance(workers, bool) or not isinstance(workers, int)
+                                                          or workers < 1):
+        raise ConfigError(f"workers={workers} must be auto or a whole number ≥ 1, e.g. workers=auto")
     check_hyperparameters(view.get("recipe"), "recipe")
     for where, mcfg in method_configs(view).items():
         target = mcfg.get("_target_")

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from unlearnlab.auditing import audit_methods, audit_originals, data_record
 from unlearnlab.audits.base import ModelOutputs
 from unlearnlab.cells import CellResult
+from unlearnlab.cores import job_cores
 from unlearnlab.errors import ConfigError
 from unlearnlab.files import write_atomic
 from unlearnlab.interrupts import doing
@@ -67,6 +68,22 @@ def released_weights(cfg, input_shape: tuple[int, int, int], num_classes: int) -
 
 LARGE_STUDY_CELLS = 10_000  # more cells to compute than this: a warning before the first one
 LONG_STUDY_SECONDS = 3600.0  # more time left than this, at the rate so far: a warning, once
+# Worker processes start when the cells left would take longer than this here, at the rate so far:
+# a worker pays ~7 s of imports and data loading before its first cell (torch, Lightning).
+WORKERS_PAY_OFF_SECONDS = 30.0
+
+
+def study_workers(cfg) -> int:
+    """Processes computing a study's cells at once (`workers`): auto is, on a CPU, the cores this
+    job owns (each cell runs on one torch thread: cells.py), and on a GPU `workers_per_device`."""
+    from unlearnlab.pipeline import training_device
+    from unlearnlab.workers import positive
+
+    if str(cfg.get("workers", "auto")) != "auto":
+        return positive(cfg, "workers")
+    if training_device(cfg.trainer).type == "cpu":
+        return job_cores()
+    return positive(cfg, "workers_per_device")
 
 
 class Study:
@@ -98,12 +115,8 @@ class Study:
         )
         with Progress(*columns, console=self.console, transient=False, disable=not live) as progress:
             task = progress.add_task("cells", total=len(cells), status=f"{cached} cached, {todo} to run")
-            for pos, cell in enumerate(cells, 1):
-                progress.update(task, description=f"cells: {cell.label}")
-                began = time.perf_counter()
-                with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}, cell {pos} of {len(cells)})"):
-                    result = self.runner.run(cell)
-                seconds = time.perf_counter() - began
+            for pos, result, seconds, workers in self.finished(cells, pending, progress, task):
+                cell = result.cell
                 done[cell] = result
                 left = ""
                 if pending[pos - 1]:
@@ -111,7 +124,7 @@ class Study:
                 remaining = 0.0
                 if not result.cached:
                     computed += 1
-                    remaining = eta.left()
+                    remaining = eta.left() / workers
                     left = f"; about {duration(remaining)} left" if eta.pending else ""
                 status = f"{cached} cached, {computed} computed of {todo}"
                 progress.update(task, advance=1, status=status + left)
@@ -128,6 +141,47 @@ class Study:
         if not live:
             say(f"cells: {status} in {duration(time.perf_counter() - start)}", soft_wrap=True)
         return done
+
+    def finished(self, cells: list[Cell], pending: list[bool], progress: Progress, task) -> Iterator[
+            tuple[int, CellResult, float, int]]:
+        """(position from 1, result, seconds, processes computing) of each cell as it finishes. In this
+        process, until the cells still to compute would take longer here than WORKERS_PAY_OFF_SECONDS
+        at the rate so far; then, when the study has more than one worker (`workers`), the rest in
+        spawned worker processes (workers.py), as many cells at once as workers. The cells, their
+        seeds and their one torch thread each are the same either way, and so are the stored bytes."""
+        workers, timed = study_workers(self.cfg), []
+        for pos, cell in enumerate(cells):
+            left = sum(pending[pos:])
+            if workers > 1 and timed and left > 1 and left * float(np.mean(timed)) > WORKERS_PAY_OFF_SECONDS:
+                yield from self.finished_in_workers(cells, pending, pos, min(workers, left), progress, task)
+                return
+            progress.update(task, description=f"cells: {cell.label}")
+            began = time.perf_counter()
+            with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}, cell {pos + 1} of {len(cells)})"):
+                result = self.runner.run(cell)
+            seconds = time.perf_counter() - began
+            if not result.cached:
+                timed.append(seconds)
+            yield pos + 1, result, seconds, 1
+
+    def finished_in_workers(self, cells: list[Cell], pending: list[bool], start: int, workers: int,
+                            progress: Progress, task) -> Iterator[tuple[int, CellResult, float, int]]:
+        from unlearnlab.workers import as_finished, submit, worker_pool
+
+        jobs: dict[int, str] = {}
+        for pos in range(start, len(cells)):  # already in the store: fetched here, in order
+            found = None if pending[pos] else self.runner.fetch(cells[pos])
+            if found is None:
+                jobs[pos] = cells[pos].key
+            else:
+                yield pos + 1, found, 0.0, 1
+        progress.update(task, description=f"cells ({workers} worker processes)")
+        with doing(f"computing {len(jobs)} cells in {workers} worker processes (finished cells are in the store)"), \
+                worker_pool(self.pipe, None, workers, threads_per_worker(workers)) as pool:
+            for pos, record in as_finished(submit(pool, jobs)):
+                result = self.runner.fetch(cells[pos])
+                assert result is not None, f"worker finished {cells[pos].label} but the store lacks it"
+                yield pos + 1, CellResult(cells[pos], result.entry, cached=record["cached"]), record["seconds"], workers
 
     def fetch_cells(self, cells: list[Cell]) -> dict[Cell, CellResult]:
         """Audit-only: every cell must already be in the store; say which are not, all at once."""
