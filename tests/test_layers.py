@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "unlearnlab"
 # The README's rows, top to bottom; a module may import its own row or the rows below it.
 LAYERS = [
     ["__init__"], ["cli", "api", "testing"], ["tasks"],
-    ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["workers"], ["study"],
+    ["plan_task", "bench", "verify", "audit_files", "logits_task", "bundle"], ["sweep"], ["study"], ["workers"],
     ["report", "tables", "plots", "auditing"], ["pipeline", "checks"], ["plan", "cells"],
     ["methods", "audits", "models", "registry", "tracking", "certified"],
     ["data", "training", "store", "metrics", "schemas", "errors", "cores", "plugins", "hydra_internals", "files",

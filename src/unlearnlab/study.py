@@ -29,10 +29,11 @@ from unlearnlab.errors import ConfigError
 from unlearnlab.files import write_atomic
 from unlearnlab.interrupts import doing
 from unlearnlab.models import build_model
-from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker
+from unlearnlab.pipeline import Pipeline, open_pipeline, threads_per_worker, training_device
 from unlearnlab.plan import Cell
 from unlearnlab.report import write_report
 from unlearnlab.tables import print_results
+from unlearnlab.workers import as_finished, positive, submit, worker_pool
 
 
 def stack_outputs(results: list[CellResult], weights: list[str] | None = None) -> ModelOutputs:
@@ -76,9 +77,6 @@ WORKERS_PAY_OFF_SECONDS = 30.0
 def study_workers(cfg) -> int:
     """Processes computing a study's cells at once (`workers`): auto is, on a CPU, the cores this
     job owns (each cell runs on one torch thread: cells.py), and on a GPU `workers_per_device`."""
-    from unlearnlab.pipeline import training_device
-    from unlearnlab.workers import positive
-
     if str(cfg.get("workers", "auto")) != "auto":
         return positive(cfg, "workers")
     if training_device(cfg.trainer).type == "cpu":
@@ -166,8 +164,6 @@ class Study:
 
     def finished_in_workers(self, cells: list[Cell], pending: list[bool], start: int, workers: int,
                             progress: Progress, task) -> Iterator[tuple[int, CellResult, float, int]]:
-        from unlearnlab.workers import as_finished, submit, worker_pool
-
         jobs: dict[int, str] = {}
         for pos in range(start, len(cells)):  # already in the store: fetched here, in order
             found = None if pending[pos] else self.runner.fetch(cells[pos])
