@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-# The default study at N = 3 (at N = 2 every F is 0: the controls would not bracket it), every cell a W&B run.
+# The default study at N = 3 (at N = 2 every F is 0: the controls would not bracket it), logged to W&B
+# as by default: one audit run per method and the study run (per-cell runs: test_sweeps.py).
 TINY = ["n_models=3", "recipe.epochs=3", "methods.finetune.epochs=1", "methods.neggrad_plus_digits.epochs=1",
-        "logger.cell_runs=true",  # per-cell W&B runs are off by default (logger.cell_runs)
         # the competition audit's permutation tests were most of a run's time and no test here reads
         # their p-values: 9 relabellings, not 49; one method-vs-method pair (retrain vs finetune), not three
         "audit.competition.n_permutations=9", "pairwise_skip=[identity,neggrad_plus_digits]"]
@@ -118,16 +118,16 @@ def test_bad_value_gets_one_line_error(tmp_path):
 
 
 def test_wandb_runs_hold_what_results_json_says(default_study):
-    """One offline run per computed cell and one audit run, all in the study's group; the
-    audit run's logged values equal results.json."""
+    """One offline audit run per method and the study run, all in the study's group; the study
+    run's logged values equal results.json."""
     from wandb_records import run_dirs, run_info, summary
 
     root, _, results = default_study
     runs = run_dirs(root / "out")
     infos = [run_info(r) for r in runs]
     job_types = sorted(i["job_type"] for i in infos)
-    # one run per cell, one `audit` run per method (unprefixed keys), one `study` run (prefixed keys, table)
-    assert job_types == sorted(["original"] + ["retrain"] * 3 + ["unlearn"] * 12 + ["audit"] * 4 + ["study"])
+    # one `audit` run per method (unprefixed keys), one `study` run (prefixed keys, table); no per-cell runs
+    assert job_types == sorted(["audit"] * 4 + ["study"])
     assert {i["group"] for i in infos} == {results["study"]}
     audit_run = runs[[i["job_type"] for i in infos].index("study")]
     logged = summary(audit_run)
@@ -135,9 +135,3 @@ def test_wandb_runs_hold_what_results_json_says(default_study):
         for metric, value in row.items():
             expected = value if isinstance(value, str) else pytest.approx(value, rel=1e-9, abs=1e-12)
             assert logged[f"{method}/{metric}"] == expected, (method, metric)  # a str: the bound's statistic
-    meta = {p.parent.name: json.loads(p.read_text()) for p in (root / "store" / "retrain").glob("*/meta.json")}
-    retrain_runs = [r for r, i in zip(runs, infos) if i["job_type"] == "retrain"]
-    for run in retrain_runs:
-        key = run_info(run)["name"].rsplit("-", 1)[1]
-        cell = next(m for k, m in meta.items() if k.startswith(key))
-        assert summary(run)["test/acc"] == pytest.approx(cell["metrics"]["test/acc"])

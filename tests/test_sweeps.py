@@ -267,7 +267,7 @@ def test_basic_multirun_audit_callback_and_on_demand_audit(reference):
 
 @pytest.mark.slow
 def test_sweep_wandb_runs_share_the_study_group(reference):
-    from wandb_records import config, run_dirs, run_info
+    from wandb_records import config, run_dirs, run_info, summary
 
     tmp, _ = reference
     runs = [(run_info(d), d) for d in run_dirs(tmp / "sweep")]
@@ -279,18 +279,27 @@ def test_sweep_wandb_runs_share_the_study_group(reference):
         if info["job_type"] == "unlearn":
             cfg = config(d)
             assert cfg["method.lr"] == 0.1 and cfg["method.epochs"] == 1 and cfg["cell.name"] == "finetune"
+    # a cell's run holds the metrics its store entry holds
+    meta = {p.parent.name: json.loads(p.read_text()) for p in (tmp / "store" / "retrain").glob("*/meta.json")}
+    retrain_runs = [d for info, d in runs if info["job_type"] == "retrain"]
+    for run in retrain_runs:
+        key = run_info(run)["name"].rsplit("-", 1)[1]
+        cell = next(m for k, m in meta.items() if k.startswith(key))
+        assert summary(run)["test/acc"] == pytest.approx(cell["metrics"]["test/acc"])
+    assert len(retrain_runs) == 2
 
 
 @pytest.mark.slow
-def test_pool_four_jobs_train_the_original_once(tmp_path):
-    # 4 jobs at once: 2 learning rates x 2 indexes; all need the one original, pairs share retrain #i
-    sweep(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", INDEXES, "logger=none",
-          "hydra/launcher=pool", "hydra.launcher.n_jobs=4")
+def test_pool_jobs_at_once_train_the_original_and_each_retrained_model_once(tmp_path):
+    # 2 jobs at once, one per learning rate, each computing both indexes: both need the one original
+    # and both retrained models at the same moment
+    sweep(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", "index=0", "cells_per_job=2", "logger=none",
+          "hydra/launcher=pool", "hydra.launcher.n_jobs=2")
     assert_complete(tmp_path, 2, methods=("finetune", "finetune"))
     counts = computed(tmp_path / "sweep")
     assert len(counts) == 1 + 2 + 4 and all(n == 1 for n in counts.values()), counts
     jobs = [json.loads(f.read_text()) for f in (tmp_path / "sweep").glob("*/cells.json")]
-    assert len(jobs) == 4 and all(job[0]["kind"] == "original" for job in jobs)
+    assert len(jobs) == 2 and all(job[0]["kind"] == "original" and len(job) == 1 + 2 + 2 for job in jobs)
     a, b = (audit_results(tmp_path / "sweep", f"methods.finetune.lr={lr}") for lr in ("0.1", "0.01"))
     assert set(a["methods"]) == set(b["methods"]) == {"finetune"}  # one audit per hyperparameter setting
     assert a["methods"]["finetune"]["forget/acc"] != b["methods"]["finetune"]["forget/acc"]

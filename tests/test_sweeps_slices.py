@@ -1,6 +1,8 @@
-"""Sweeps whose jobs compute slices of cells (cells_per_job): a joblib pool, two workers per job,
-a real single-node SLURM cluster, and kill -9 / scancel mid-slice followed by a rerun that
-computes only what is missing. All compared with one uninterrupted sliced sweep."""
+"""Sweeps whose jobs compute slices of cells (cells_per_job): a joblib pool, a real single-node
+SLURM cluster, and kill -9 / scancel mid-slice followed by a rerun that computes only what is
+missing; and the same cells as one study whose spawned workers compute them. All compared with one
+uninterrupted sliced sweep, bit for bit. (A sweep job's own workers, workers_per_device=2, against
+one worker: test_sweeps.py, bit for bit on the same cells.)"""
 
 from __future__ import annotations
 
@@ -54,16 +56,6 @@ def test_pool_slices_and_end_of_sweep_audit(sliced_reference):
     assert_slices(tmp / "sweep")
     audit = audit_results(tmp / "sweep")  # the audit callback found all 4 + 4 cells
     assert audit["n_models"] == 4 and set(audit["methods"]) == {"finetune"}
-
-
-@pytest.mark.slow
-def test_slices_with_two_workers_per_job_give_the_same_audit(tmp_path, sliced_reference):
-    """workers_per_device=2 (the job's cells in two spawned processes) = the pool sweep, bit for bit."""
-    sweep(tmp_path, *SLICED, "logger=none", "workers_per_device=2")
-    assert_complete(tmp_path, 4)
-    assert_slices(tmp_path / "sweep")
-    assert_identical_audit(audit_results(tmp_path / "sweep"), audit_results(sliced_reference / "sweep"))
-    assert_same_cells(tmp_path / "store", sliced_reference / "store")
 
 
 def test_a_study_in_one_process_equals_the_sweep_bit_for_bit(tmp_path, sliced_reference, monkeypatch):
