@@ -451,7 +451,7 @@ def test_audit_over_mismatched_cells_is_refused_naming_the_difference(study, ove
 def test_unreachable_wandb_costs_a_warning_not_the_study(study):
     env = {"WANDB_MODE": "online", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40}
     before = snapshot(study / "store")
-    proc = unlearnlab(study, *BASE, "logger=wandb", "logger.init_timeout=5", env=env)
+    proc = unlearnlab(study, *BASE, "logger=wandb", "logger.init_timeout=1", env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (study / "out" / "results.json").is_file() and (study / "out" / "report.md").is_file()
     assert re.search(r"W&B .* failed .*the study goes on without it", proc.stderr, re.S), proc.stderr[-3000:]

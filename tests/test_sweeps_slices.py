@@ -72,13 +72,13 @@ def test_a_study_in_one_process_equals_the_sweep_bit_for_bit(tmp_path, sliced_re
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(study_module, "WORKERS_PAY_OFF_SECONDS", 0.0)
-    pids, as_finished = set(), workers.as_finished
+    pids = set()
 
     def noting_pids(futures):
-        for pos, record in as_finished(futures):
+        for pos, record in workers.as_finished(futures):
             pids.add(record["pid"])
             yield pos, record
-    monkeypatch.setattr(workers, "as_finished", noting_pids)
+    monkeypatch.setattr(study_module, "as_finished", noting_pids)
     before = torch.get_num_threads()
     try:
         study = [o for o in SLICED if not o.startswith(("task=", "cells_per_job=", "index="))]
