@@ -140,12 +140,20 @@ def inprocess_error(out: Path, *overrides: str) -> BaseException:
     raise AssertionError(f"unlearnlab {' '.join(overrides)} did not fail")
 
 
-# The longest files (pytest --durations=0, summed per file: ~110, ~110, ~75, ~75 s here; the rest < 35 s).
-LONGEST_FILES = ("test_sweeps.py", "test_sweeps_slices.py", "test_study_e2e.py", "test_reliability.py")
+# Every file that takes more than ~4 s, longest first (pytest --durations=0, summed per file, on this
+# 2-core machine: ~90, ~85, ~78, ~44, ~38, ~32, ~27 s, …; the rest < 4 s each).
+LONGEST_FILES = (
+    "test_sweeps_slices.py", "test_sweeps.py", "test_reliability.py", "test_study_e2e.py", "test_methods_contract.py",
+    "test_checks.py", "test_certified_methods.py", "test_configs.py", "test_schemas.py", "test_security.py",
+    "test_plugins.py", "test_plan_task.py", "test_external_cells.py", "test_originals.py", "test_report.py",
+    "test_tracking.py", "test_speed.py", "test_schedules.py", "test_mislabeled.py", "test_methods_peers.py",
+    "test_example_forget.py", "test_logits_task.py", "test_audits_extra.py", "test_methods_peers_more.py",
+)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The longest files first: pytest-xdist hands out whole files (--dist loadfile) in this order,
-    so they start at once instead of last, when one worker would finish alone."""
+    """The longest files first, in order: pytest-xdist hands out whole files (--dist loadfile) in
+    this order, so the two workers end within a few seconds of each other, on small files, instead
+    of one of them finishing a long file alone (longest-first scheduling)."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
