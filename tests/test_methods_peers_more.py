@@ -53,6 +53,13 @@ def tensors(data, part):
     return normalise(x, data.mean, data.std), y
 
 
+def original(state_dict, train: bool = False) -> SmallCNN:
+    """The original model, rebuilt to compute by hand what a method should have (eval mode unless TRAIN)."""
+    model = SmallCNN(1, 10, 8, width=16)
+    model.load_state_dict(state_dict)
+    return model.train(train)
+
+
 def batch_grads(model, loss) -> dict[str, torch.Tensor]:
     names, params = zip(*model.named_parameters())
     return dict(zip(names, torch.autograd.grad(loss, params)))
@@ -69,9 +76,7 @@ def test_ssd_dampens_exactly_where_forget_importance_dominates(small, trained_sm
     rest and every buffer unchanged, no Trainer."""
     m = build("ssd", small, trained_small_cnn, selection_weighting=1.0, dampening_constant=0.5)
     m.run(no_trainer)
-    reference = SmallCNN(1, 10, 8, width=16)
-    reference.load_state_dict(trained_small_cnn)
-    reference.eval()
+    reference = original(trained_small_cnn)
     x, y = tensors(small, "forget")
     i_f = {n: g.pow(2) for n, g in batch_grads(reference, F.cross_entropy(reference(x), y)).items()}
     xr, yr = tensors(small, "retain")  # retain + forget: 120 examples, one batch of 128
@@ -109,9 +114,7 @@ def test_lfssd_reads_no_labels_and_uses_the_output_norm(small, trained_small_cnn
     """I_f = |∇ mean ‖f(x)‖²| on forget (one batch); relabelling every example changes nothing."""
     m = build("lfssd", small, trained_small_cnn, selection_weighting=1.0)
     m.run(no_trainer)
-    reference = SmallCNN(1, 10, 8, width=16)
-    reference.load_state_dict(trained_small_cnn)
-    reference.eval()
+    reference = original(trained_small_cnn)
     x, _ = tensors(small, "forget")
     grads = batch_grads(reference, reference(x).pow(2).sum(1).mean())
     for n, g in grads.items():
@@ -132,9 +135,7 @@ def test_fisher_adds_noise_scaled_by_the_inverse_retain_fisher(small, trained_sm
     moves by sqrt(var)·z with z standard normal; rows of a matrix share one variance."""
     m = build("fisher", small, trained_small_cnn, alpha=1e-6, batch_size=128)
     m.run(no_trainer)
-    reference = SmallCNN(1, 10, 8, width=16)
-    reference.load_state_dict(trained_small_cnn)
-    reference.eval()
+    reference = original(trained_small_cnn)
     x, _ = tensors(small, "retain")
     with torch.no_grad():
         p = F.softmax(reference(x), dim=1)
@@ -169,9 +170,7 @@ def test_wfisher_steps_along_the_forget_minus_retain_gradient(small, trained_sma
     data = subset(small, forget=24, retain=1)
     m = build("wfisher", data, trained_small_cnn, alpha=0.5)
     m.run(no_trainer)
-    reference = SmallCNN(1, 10, 8, width=16)
-    reference.load_state_dict(trained_small_cnn)
-    reference.eval()
+    reference = original(trained_small_cnn)
     xf, yf = tensors(data, "forget")
     xr, yr = tensors(data, "retain")
     g_f = batch_grads(reference, F.cross_entropy(reference(xf), yf))
@@ -203,9 +202,7 @@ def test_unsir_learns_error_maximising_noise_per_forgotten_class_and_never_reads
         runs.append(m)
     m = runs[0]
     assert sorted(m.noise) == [0, 1]  # one noise batch per class the forget labels name
-    reference = SmallCNN(1, 10, 8, width=16)
-    reference.load_state_dict(trained_small_cnn)
-    reference.train()
+    reference = original(trained_small_cnn, train=True)
     for c, noise in m.noise.items():
         start = torch.randn(noise.shape, generator=torch.Generator().manual_seed(0))
         labels = torch.full((len(noise),), c)

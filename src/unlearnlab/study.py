@@ -147,19 +147,19 @@ class Study:
         at the rate so far; then, when the study has more than one worker (`workers`), the rest in
         spawned worker processes (workers.py), as many cells at once as workers. The cells, their
         seeds and their one torch thread each are the same either way, and so are the stored bytes."""
-        workers, timed = study_workers(self.cfg), []
+        workers, left, timed, seconds_timed = study_workers(self.cfg), sum(pending), 0, 0.0
         for pos, cell in enumerate(cells):
-            left = sum(pending[pos:])
-            if workers > 1 and timed and left > 1 and left * float(np.mean(timed)) > WORKERS_PAY_OFF_SECONDS:
+            if workers > 1 and timed and left > 1 and left * seconds_timed / timed > WORKERS_PAY_OFF_SECONDS:
                 yield from self.finished_in_workers(cells, pending, pos, min(workers, left), progress, task)
                 return
+            left -= pending[pos]
             progress.update(task, description=f"cells: {cell.label}")
             began = time.perf_counter()
             with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}, cell {pos + 1} of {len(cells)})"):
                 result = self.runner.run(cell)
             seconds = time.perf_counter() - began
             if not result.cached:
-                timed.append(seconds)
+                timed, seconds_timed = timed + 1, seconds_timed + seconds
             yield pos + 1, result, seconds, 1
 
     def finished_in_workers(self, cells: list[Cell], pending: list[bool], start: int, workers: int,
@@ -173,7 +173,7 @@ class Study:
                 yield pos + 1, found, 0.0, 1
         progress.update(task, description=f"cells ({workers} worker processes)")
         with doing(f"computing {len(jobs)} cells in {workers} worker processes (finished cells are in the store)"), \
-                worker_pool(self.pipe, None, workers, threads_per_worker(workers)) as pool:
+                worker_pool(self.pipe, None, workers, threads_per_worker(workers), log=False) as pool:
             for pos, record in as_finished(submit(pool, jobs)):
                 result = self.runner.fetch(cells[pos])
                 assert result is not None, f"worker finished {cells[pos].label} but the store lacks it"

@@ -50,14 +50,15 @@ def positive(cfg, key: str, default: int = 1) -> int:
     return n
 
 
-def run_cell(runner, cell) -> dict[str, Any]:
-    """Compute (or fetch) one cell; one log line; the record cells.json keeps."""
+def run_cell(runner, cell, log: bool = True) -> dict[str, Any]:
+    """Compute (or fetch) one cell; one log line (LOG); the record cells.json keeps."""
     start = time.perf_counter()
     with doing(f"computing {cell.kind} cell {cell.label} (key {cell.key}) [pid {os.getpid()}]"):
         result = runner.run(cell)
     seconds = time.perf_counter() - start
     state = "cached" if result.cached else "computed"
-    print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s) [pid {os.getpid()}]", flush=True)
+    if log:
+        print(f"cell {cell.label:<24} {cell.key}  {state} ({seconds:.1f}s) [pid {os.getpid()}]", flush=True)
     return {"label": cell.label, "kind": cell.kind, "name": cell.name, "index": cell.index,
             **({"origin": cell.origin} if cell.origin else {}),  # n_originals > 1: which original
             "key": cell.key, "cached": result.cached, "seconds": seconds, "pid": os.getpid()}
@@ -84,14 +85,16 @@ def run_cells(pipe, indices: list[int], workers: int, threads: int) -> list[dict
 
 
 @contextmanager
-def worker_pool(pipe, indices: list[int] | None, workers: int, threads: int) -> Iterator[ProcessPoolExecutor]:
+def worker_pool(pipe, indices: list[int] | None, workers: int, threads: int,
+                log: bool = True) -> Iterator[ProcessPoolExecutor]:
     """W spawned processes that each open the pipeline of PIPE's config and compute the cells
-    planned for INDICES (None: the whole study) by position; an error or an interrupt cancels the
-    cells not started and waits for the running ones (each keeps its store lock until it ends)."""
+    planned for INDICES (None: the whole study) by position, each logging a line per cell (LOG; a
+    study prints its own progress instead); an error or an interrupt cancels the cells not started
+    and waits for the running ones (each keeps its store lock until it ends)."""
     # A spawned worker cannot see Hydra's runtime: hand it the resolved config and the output dir.
     resolved = OmegaConf.to_container(pipe.cfg, resolve=True)
     ctx = torch.multiprocessing.get_context("spawn")  # CUDA cannot be forked
-    init = (resolved, str(pipe.output_dir), None if indices is None else list(indices), threads, os.getpid())
+    init = (resolved, str(pipe.output_dir), None if indices is None else list(indices), threads, os.getpid(), log)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=init) as pool:
         try:
             yield pool
@@ -123,16 +126,16 @@ def _exit_with_parent(parent: int) -> None:
         time.sleep(1.0)
 
 
-def _init_worker(resolved: dict, out: str, indices: list[int] | None, threads: int, parent: int) -> None:
+def _init_worker(resolved: dict, out: str, indices: list[int] | None, threads: int, parent: int, log: bool) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     torch.set_num_threads(threads)
     quiet_lightning()
     pipe = open_pipeline(OmegaConf.create(resolved), out=Path(out))
-    _WORKER.update(pipe=pipe, cells=pipe.planner.cells(indices))
+    _WORKER.update(pipe=pipe, cells=pipe.planner.cells(indices), log=log)
 
 
 def _worker_run(pos: int, key: str) -> dict[str, Any]:
     cell = _WORKER["cells"][pos]
     if cell.key != key:  # planning is pure; a difference means the worker saw another config
         raise RuntimeError(f"worker planned {cell.label} with key {cell.key}, the job with {key}")
-    return run_cell(_WORKER["pipe"].runner, cell)
+    return run_cell(_WORKER["pipe"].runner, cell, _WORKER["log"])
