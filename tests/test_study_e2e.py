@@ -71,16 +71,22 @@ def test_controls_bracket_the_metric(default_study):
     assert m["identity"]["cost/rte"] > m["finetune"]["cost/rte"]
 
 
-def test_second_run_recomputes_nothing_and_prints_the_same_table(default_study):
+def test_second_run_recomputes_nothing_and_prints_the_same_table(default_study, capfd, monkeypatch):
+    """The same study again (in this process, without W&B: neither changes a cell) fetches every cell."""
+    from conftest import unlearnlab_inprocess
+
     root, first, results = default_study
     entries = sorted(p for p in (root / "store").rglob("meta.json"))
     mtimes = [p.stat().st_mtime_ns for p in entries]
-    again = unlearnlab(root, *TINY, "hydra.run.dir=" + str(root / "out2"))
-    assert f"{len(entries)} cached, 0 computed" in again.stdout
+    monkeypatch.setenv("COLUMNS", "200")
+    capfd.readouterr()
+    unlearnlab_inprocess(root / "out2", f"paths.root={root}", *TINY, "logger=none")
+    again = capfd.readouterr().out
+    assert f"{len(entries)} cached, 0 computed" in again
     assert [p.stat().st_mtime_ns for p in sorted((root / "store").rglob("meta.json"))] == mtimes
     assert json.loads((root / "out2" / "results.json").read_text())["methods"] == results["methods"]
     table = lambda out: out[out.index("digits-"):]  # noqa: E731
-    assert table(again.stdout).splitlines()[:8] == table(first.stdout).splitlines()[:8]
+    assert table(again).splitlines()[:8] == table(first.stdout).splitlines()[:8]
 
 
 def test_store_holds_one_original_and_n_retrained(default_study):

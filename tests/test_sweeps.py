@@ -1,7 +1,7 @@
-"""Sweeps: Hydra jobs of one cell or a set of cells (basic, pool/joblib, local/submitit), workers
+"""Sweeps: Hydra jobs of one cell or a set of cells (basic, local/submitit), workers
 sharing a job's device, the audit at the end of the multirun and on demand, one original under
 concurrency, the audit's refusal of mismatched cells, and the launcher/optuna presets. Slices of
-cells per job, a real SLURM cluster and kill -9 / scancel: test_sweeps_slices.py."""
+cells per job, the joblib pool, a real SLURM cluster and kill -9 / scancel: test_sweeps_slices.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sweep_runs import (
-    BASE,
     CONF,
     INDEXES,
     TINY,
@@ -290,29 +289,19 @@ def test_sweep_wandb_runs_share_the_study_group(reference):
 
 
 @pytest.mark.slow
-def test_pool_jobs_at_once_train_the_original_and_each_retrained_model_once(tmp_path):
-    # 2 jobs at once, one per learning rate, each computing both indexes: both need the one original
-    # and both retrained models at the same moment
+def test_local_jobs_at_once_train_the_original_and_each_retrained_model_once(tmp_path):
+    """hydra/launcher=local (submitit: one process per job, all at once): 2 jobs, one per learning
+    rate, each computing both indexes, so both need the one original and both retrained models at
+    the same moment. (The pool launcher's jobs at once: test_sweeps_slices.py's reference sweep.)"""
     sweep(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", "index=0", "cells_per_job=2", "logger=none",
-          "hydra/launcher=pool", "hydra.launcher.n_jobs=2")
+          "hydra/launcher=local", "hydra.launcher.timeout_min=10")
     assert_complete(tmp_path, 2, methods=("finetune", "finetune"))
     counts = computed(tmp_path / "sweep")
     assert len(counts) == 1 + 2 + 4 and all(n == 1 for n in counts.values()), counts
     jobs = [json.loads(f.read_text()) for f in (tmp_path / "sweep").glob("*/cells.json")]
     assert len(jobs) == 2 and all(job[0]["kind"] == "original" and len(job) == 1 + 2 + 2 for job in jobs)
+    assert len({job[0]["pid"] for job in jobs}) == 2  # two job processes
+    assert list((tmp_path / "sweep" / ".submitit").iterdir())  # submitit's job folders
     a, b = (audit_results(tmp_path / "sweep", f"methods.finetune.lr={lr}") for lr in ("0.1", "0.01"))
     assert set(a["methods"]) == set(b["methods"]) == {"finetune"}  # one audit per hyperparameter setting
     assert a["methods"]["finetune"]["forget/acc"] != b["methods"]["finetune"]["forget/acc"]
-
-
-@pytest.mark.slow
-def test_submitit_local_multirun(tmp_path):
-    # a job per method (each computing both indices); the sweep's methods are audited together
-    sweep(tmp_path, *BASE, "method=identity,retrain", "recipe.epochs=0", "index=0", "cells_per_job=2", "logger=none",
-          "hydra/launcher=local", "hydra.launcher.timeout_min=10")
-    assert_complete(tmp_path, 2, methods=("identity", "retrain"))
-    assert list((tmp_path / "sweep" / ".submitit").iterdir())
-    assert sorted(p.name for p in (tmp_path / "sweep" / "audit").iterdir()) == ["all"]
-    assert list(audit_results(tmp_path / "sweep")["methods"]) == ["identity", "retrain"]
-
-
