@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -77,16 +75,18 @@ def test_plan_estimates_from_the_bench_measured_here(tmp_path):
 
 
 @pytest.mark.slow
-def test_multirun_plan_prints_the_sweep_and_launches_nothing(tmp_path):
-    cmd = [sys.executable, "-m", "unlearnlab.cli", "-m", "task=plan", *STUDY, "method=finetune,neggrad_plus",
-           "n_models=8", "cells_per_job=4", "index=range(0,8,4)", "hydra/launcher=slurm",
-           f"paths.root={tmp_path}", f"hydra.sweep.dir={tmp_path}/sweep"]
-    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                       env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert r.stdout.count("plan: study digits-random0.1-small_cnn, N = 8") == 2  # one per method
-    assert r.stdout.count("jobs: 2 (index=0,4 cells_per_job=4") == 2
+def test_multirun_plan_prints_the_sweep_and_launches_nothing(tmp_path, capfd):
+    """`unlearnlab -m task=plan ...` (the CLI's main, in this process): the plan, then exit 0."""
+    from sweep_runs import sweep_here
+
+    with pytest.raises(SystemExit) as ended:
+        sweep_here(tmp_path, "task=plan", *STUDY, "method=finetune,neggrad_plus", "n_models=8", "cells_per_job=4",
+                   "index=range(0,8,4)", "hydra/launcher=slurm")
+    assert ended.value.code == 0
+    out = capfd.readouterr().out
+    assert out.count("plan: study digits-random0.1-small_cnn, N = 8") == 2  # one per method
+    assert out.count("jobs: 2 (index=0,4 cells_per_job=4") == 2
     # finetune and neggrad_plus share the original and the 8 retrained cells: counted once
-    assert "sweep: 2 studies, 4 jobs, 25 cells to compute" in r.stdout
-    assert "nothing launched" in r.stdout
+    assert "sweep: 2 studies, 4 jobs, 25 cells to compute" in out
+    assert "nothing launched" in out
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "store").exists()

@@ -21,6 +21,7 @@ from sweep_runs import (
     audit_results,
     computed,
     sweep,
+    sweep_here,
 )
 
 
@@ -92,7 +93,7 @@ def test_reaudit_overrides_set_the_winner_on_fresh_seeds():
 
 
 @pytest.mark.slow
-def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
+def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path, capfd):
     """Two real trials: Optuna's best value is the best trial's results[finetune][audit/score]; then
     the winner is re-audited on fresh cells (another study seed: another original, other retrained
     and unlearned models), and that re-audit is the labelled number to cite."""
@@ -100,8 +101,9 @@ def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
     import yaml
     from sweep_runs import entries
 
-    r = sweep(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "debug=tiny",
-              "audit.competition.n_permutations=9")
+    sweep_here(tmp_path, "hparams_search=optuna_finetune", "hydra.sweeper.n_trials=2", "debug=tiny",
+               "audit.competition.n_permutations=9")
+    said = capfd.readouterr().out
     trials = [json.loads((tmp_path / "sweep" / str(i) / "results.json").read_text()) for i in range(2)]
     scores = [t["methods"]["finetune"]["audit/score"] for t in trials]
     best = yaml.safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())
@@ -116,7 +118,7 @@ def test_optuna_search_maximises_the_objective_method_s_audit_score(tmp_path):
     assert len(entries(tmp_path / "store", "original")) == 2  # the trials' original and the re-audit's
     assert len(entries(tmp_path / "store", "retrain")) == 2 * 2  # N = 2 each: none shared with the trials
     report = (tmp_path / "sweep" / "reaudit" / "report.md").read_text()
-    assert "the number to cite" in report and "biased up" in report and "the number to cite" in r.stdout
+    assert "the number to cite" in report and "biased up" in report and "the number to cite" in said
 
 
 def test_audit_overrides_one_audit_per_sweep_combination():
@@ -239,15 +241,16 @@ def test_audit_refuses_mismatched_cells_and_says_what_differs(tmp_path):
 # -- end to end (slow) --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The tiny sweep, uninterrupted, basic launcher, W&B offline with per-cell runs, audit callback."""
+    """The tiny sweep, uninterrupted, basic launcher (in this process), W&B offline with per-cell runs,
+    audit callback."""
     tmp = tmp_path_factory.mktemp("reference")
-    r = sweep(tmp, *TINY, INDEXES, "logger=wandb", "logger.cell_runs=true")
-    return tmp, r
+    sweep_here(tmp, *TINY, INDEXES, "logger=wandb", "logger.cell_runs=true")
+    return tmp
 
 
 @pytest.mark.slow
 def test_basic_multirun_audit_callback_and_on_demand_audit(reference):
-    tmp, r = reference
+    tmp = reference
     assert_complete(tmp, 2)
     assert all(n == 1 for n in computed(tmp / "sweep").values()), computed(tmp / "sweep")
     callback = audit_results(tmp / "sweep")
@@ -268,7 +271,7 @@ def test_basic_multirun_audit_callback_and_on_demand_audit(reference):
 def test_sweep_wandb_runs_share_the_study_group(reference):
     from wandb_records import config, run_dirs, run_info, summary
 
-    tmp, _ = reference
+    tmp = reference
     runs = [(run_info(d), d) for d in run_dirs(tmp / "sweep")]
     kinds = sorted(info["job_type"] for info, _ in runs)
     # logger.cell_runs=true: one run per cell; the end-of-sweep audit: finetune's audit run + the study run

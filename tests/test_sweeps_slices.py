@@ -26,6 +26,7 @@ from sweep_runs import (
     computed,
     entries,
     sweep,
+    sweep_here,
 )
 
 
@@ -123,7 +124,7 @@ def test_kill_9_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, slic
     proc.wait(timeout=30)
     before = _stamps(store)
     assert 3 <= len(before) < 9
-    sweep(tmp_path, *SLICED, "logger=none", name="rerun")
+    sweep_here(tmp_path, *SLICED, "logger=none", name="rerun")  # the basic launcher: in this process
     assert_complete(tmp_path, 4)
     for p, stamp in before.items():
         assert _stamps(store)[p] == stamp
