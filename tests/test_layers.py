@@ -1,7 +1,7 @@
 """The import rule the README's Architecture section states, checked on the source: imports run one
 way, top to bottom, and a module imports another of the project inside a function only where
 start-up time is the reason (the entry point, the dispatcher, Hydra's callbacks, the checks the
-CLI runs before Hydra acts)."""
+CLI runs before Hydra acts and the registry they judge targets with)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ RANK = {name: i for i, row in enumerate(LAYERS) for name in row}
 # The package itself is the front door (`unlearnlab.run`/`compose`), then the entry points: the command
 # line, the library API and the test kit for plugin authors.
 # Function-local project imports keep these light to import: `unlearnlab --help` and the start-up
-# checks run before torch is imported; tasks imports only the task that runs; Hydra instantiates the
+# checks run before torch is imported (and the registry they use imports the method and source base
+# classes only when it judges a target); tasks imports only the task that runs; Hydra instantiates the
 # sweep and plan callbacks in every launching process; bench probes an optional benchmark.
 # The package's own __init__ (`unlearnlab.run`, `unlearnlab.compose`) imports the library API only
 # when called, so `import unlearnlab` imports nothing else.
-LAZY = {"__init__", "cli", "tasks", "sweep", "plan_task", "checks", "bench"}
+LAZY = {"__init__", "cli", "tasks", "sweep", "plan_task", "checks", "registry", "bench"}
 
 
 def _imports(path: Path):

@@ -28,6 +28,12 @@ Hydra configures logging or instantiates a callback, launcher or sweeper (cli.py
 - task options: what task=audit_files, logits, export and import need set (`files.*`,
   `logits.*`, `export.*`, `import.*`), method names that become folder names, export kinds,
   the form of a W&B artifact name. The files themselves are checked as they are read.
+
+Importing this module imports neither torch nor Lightning, and the checks that need no import of
+them run first (plugins' entry points and config files, schemas, the names of the `_target_`s,
+the `hydra` node, paths, names, sizes, task options), so a mistake there is refused in about a
+second; then those that import code: the plugins themselves, what each `_target_` resolves to,
+the trainer's keys, the classes' signatures (tests/test_fast_errors.py).
 """
 
 from __future__ import annotations
@@ -71,15 +77,17 @@ SHELL_KEYS = ("setup", "srun_args", "additional_parameters")  # submitit launche
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Refuse, before any work, a config that cannot run as meant. One ConfigError, one line."""
+    """Refuse, before any work, a config that cannot run as meant. One ConfigError, one line.
+    First every check that imports no torch, Lightning or plugin code (a mistake found there is
+    refused in about a second), then those that import the classes the config names."""
     from hydra.core.hydra_config import HydraConfig
 
     hydra_node = cfg.get("hydra") if "hydra" in cfg else (HydraConfig.get() if HydraConfig.initialized() else None)
-    check_plugins()
+    check_plugin_entries()  # first: the plugins decide which packages a `_target_` may name
     check_schemas(cfg, hydra_node)  # it resolves nothing
     for key in cfg:
         if key != "hydra":
-            check_targets(cfg.get(key), f"config.{key}")
+            check_targets(cfg.get(key), f"config.{key}", imports=False)
     if hydra_node is not None:
         check_hydra(hydra_node, cfg if "hydra" in cfg else None)
     if "method" in cfg:  # `+method.lr=…`: the group `method` chooses methods; it is no config node
@@ -92,15 +100,25 @@ def check_config(cfg: DictConfig) -> None:
     check_paths(view)
     check_names(cfg, view)
     check_sizes(view)
-    check_trainer(view.get("trainer"))
     methods = method_configs(view)
     check_objective(view.get("objective"), methods)
+    task = str(view.get("task") or "study")
+    check_audits(view, task)
+    check_task_options(view, task)
+    # what imports code: the plugins, then the classes the config names
+    check_plugin_imports()
+    for key in cfg:
+        if key != "hydra":
+            check_targets(cfg.get(key), f"config.{key}")
+    if hydra_node is not None:
+        check_targets(hydra_node, "hydra")
+    check_method_sizes(methods)
+    check_trainer(view.get("trainer"))
     check_dataset(view.get("dataset"))
     model_obj = check_model(view.get("model"))
     for where, mcfg in methods.items():
         check_method(where, mcfg, model_obj, view.get("model") or {})
-    check_audits(view, str(view.get("task") or "study"))
-    check_task_options(view, str(view.get("task") or "study"))
+    check_audit_arguments(view)
 
 
 class _Resolver:
@@ -121,9 +139,17 @@ class _Resolver:
 
 
 # -- plugins ---------------------------------------------------------------------------------
-def check_plugins() -> None:
-    """The installed plugins, before any of their code is asked for: the first problem, one line."""
-    lines = plugins.problems() or plugin_config_problems(plugins.installed()) or plugins.import_problems()
+def check_plugin_entries() -> None:
+    """The installed plugins' entry points and config files, before any of their code is asked for
+    (plugins.problems, plugin_config_problems): the first problem, one line."""
+    lines = plugins.problems() or plugin_config_problems(plugins.installed())
+    if lines:
+        raise ConfigError(lines[0])
+
+
+def check_plugin_imports() -> None:
+    """Every installed plugin imports (plugins.import_problems runs their code): the first failure, one line."""
+    lines = plugins.import_problems()
     if lines:
         raise ConfigError(lines[0])
 
@@ -169,8 +195,9 @@ def _targets(node: Any):
 def check_hydra(h: DictConfig, root: DictConfig | None = None) -> None:
     """Hydra's own nodes, which Hydra acts on before the app runs. ROOT: the whole composed config
     when Hydra is still composing it (its values are then resolved as Hydra will resolve them);
-    None in a job, where H is Hydra's own copy and values that need the rest were checked at launch."""
-    check_targets(h, "hydra")
+    None in a job, where H is Hydra's own copy and values that need the rest were checked at launch.
+    What its `_target_`s resolve to is checked after, with the rest of the config's (check_config)."""
+    check_targets(h, "hydra", imports=False)
     with _resolvable(h, root) as (resolved, run_dir):
         for part in ("hydra_logging", "job_logging"):
             node = resolved(f"{part}")
@@ -535,8 +562,8 @@ def _number(value: Any) -> Any:
 
 
 def check_sizes(view: _Resolver) -> None:
-    """n_models, and the recipe's and every method's epochs, batch sizes, learning rates and
-    weight decay: the one place these are range-checked."""
+    """n_models, workers, and the recipe's epochs, batch sizes, learning rates and weight decay
+    (every method's: check_method_sizes): the one place these are range-checked."""
     n = _number(view.get("n_models"))
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 2):
         raise ConfigError(
@@ -547,7 +574,12 @@ def check_sizes(view: _Resolver) -> None:
                                                           or workers < 1):
         raise ConfigError(f"workers={workers} must be auto or a whole number ≥ 1, e.g. workers=auto")
     check_hyperparameters(view.get("recipe"), "recipe")
-    for where, mcfg in method_configs(view).items():
+
+
+def check_method_sizes(methods: dict[str, dict[str, Any]]) -> None:
+    """Every method's epochs, batch sizes, learning rates and weight decay (METHODS: method_configs);
+    its class is imported for the arguments it annotates as float."""
+    for where, mcfg in methods.items():
         target = mcfg.get("_target_")
         fractional = float_arguments(target_object(target, f"config.{where}")) if isinstance(target, str) else set()
         check_hyperparameters(mcfg, where, fractional)
@@ -766,6 +798,7 @@ def check_applies(cls: type, model_obj: Any, method_name: str, model_name: str) 
 
 
 def check_audits(view: _Resolver, task: str) -> None:
+    """At least one audit for a task that audits, each naming its class (bound to it: check_audit_arguments)."""
     audits = view.get("audit") or {}
     if not audits and task in AUDITING_TASKS:
         raise ConfigError(
@@ -775,6 +808,11 @@ def check_audits(view: _Resolver, task: str) -> None:
     for name, acfg in audits.items():
         if not isinstance(acfg, dict) or "_target_" not in acfg:
             raise ConfigError(f"audit.{name} names no class; add audit.{name}._target_=unlearnlab.audits.MODULE.CLASS")
+
+
+def check_audit_arguments(view: _Resolver) -> None:
+    """Each audit's arguments bound to its class (check_audits first: each names one)."""
+    for name, acfg in (view.get("audit") or {}).items():
         obj = target_object(acfg["_target_"], f"config.audit.{name}")
         bind_arguments(obj, _arguments(acfg, ()), (), f"audit.{name}")
 

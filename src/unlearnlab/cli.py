@@ -11,7 +11,10 @@ Three things happen around Hydra:
   loader (hydra_internals.install_load_hook: hydra-core is pinned, tests/test_hydra_internals.py
   would notice a change).
   The same wrapper turns Hydra's own refusal of a key a schema lacks or a value of the wrong
-  type (`recipe.lrr=0.1`, `logger.cell_runs=maybe`) into one line (checks.composition_error);
+  type (`recipe.lrr=0.1`, `logger.cell_runs=maybe`) into one line (checks.composition_error).
+  Neither Hydra's errors nor the checks that need no class (an unknown option, a schema's key, a
+  package no plugin registered, a preset's log file) import torch: such a mistake fails in about
+  a second (tests/test_fast_errors.py);
 - errors that are the user's to fix print as one line, `error: ...`, exit status 2 (see
   ONE_LINE_ERRORS); anything else is a bug and keeps its traceback;
 - SIGTERM / SIGINT end the run with one line saying where it stopped, exit 128 + the signal
@@ -111,16 +114,18 @@ def install_config_check() -> None:
 def _checked_load(loader, load, from_shell: bool):
     from hydra.errors import ConfigCompositionException
 
-    from unlearnlab.checks import check_config, composition_error
-
     try:
         try:
             cfg = load()
         except ConfigCompositionException as err:
+            from unlearnlab.checks import composition_error
+
             line = composition_error(err)  # a schema's refusal; anything else as Hydra words it
             if line is None:
                 raise
             raise line from None
+        from unlearnlab.checks import check_config  # after Hydra composed: its own errors import nothing more
+
         check_config(cfg)
     except ConfigError as err:
         # the command line (and each sweep job's config): one line, exit 2. Hydra's compose

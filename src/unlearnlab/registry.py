@@ -21,7 +21,10 @@ torch.nn.Module subclass *or a function annotated to return one* (`def resnet18(
 a dataset source a function annotated to return a data.sources.Source.
 
 `check_targets` walks a whole config (lists too); `checks.check_config` runs it over the composed
-config, `hydra.*` included, and cli.py runs that before Hydra instantiates anything.
+config, `hydra.*` included, and cli.py runs that before Hydra instantiates anything. check_config
+runs the first check alone (`imports=False`) before anything is imported, so a package no plugin
+registered is refused in about a second: importing this module imports neither torch nor Lightning
+(the classes a target is judged against are imported when one is judged).
 """
 
 from __future__ import annotations
@@ -36,10 +39,8 @@ import hydra.utils
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from unlearnlab import plugins
-from unlearnlab.data.sources import Source
 from unlearnlab.errors import ConfigError
 from unlearnlab.hydra_internals import CORE_PLUGINS, locate
-from unlearnlab.methods.base import UnlearningMethod
 from unlearnlab.metrics import Metric
 
 
@@ -58,14 +59,28 @@ def _returns(obj: Any, base: Callable[[], type]) -> bool:
     return isinstance(returned, type) and issubclass(returned, base())
 
 
+# The base classes are imported when a target is judged, not with this module: the start-up checks
+# import it, and refuse a name no rule allows before torch or Lightning is imported.
 def _module_class() -> type:
     import torch.nn
 
     return torch.nn.Module
 
 
+def _method_class() -> type:
+    from unlearnlab.methods.base import UnlearningMethod
+
+    return UnlearningMethod
+
+
+def _source_class() -> type:
+    from unlearnlab.data.sources import Source
+
+    return Source
+
+
 def _is_method(obj: Any) -> bool:
-    return _subclass(obj, lambda: UnlearningMethod)
+    return _subclass(obj, _method_class)
 
 
 def _is_model(obj: Any) -> bool:
@@ -82,7 +97,7 @@ def _is_audit(obj: Any) -> bool:
 
 def _is_source(obj: Any) -> bool:
     """A dataset loader: a function annotated to return a data.sources.Source."""
-    return _returns(obj, lambda: Source)
+    return _returns(obj, _source_class)
 
 
 def _is_plugin_code(obj: Any) -> bool:
@@ -165,19 +180,32 @@ def _qualname(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
 
 
-def target_problem(target: str) -> str | None:
-    """Why TARGET may not be instantiated, or None when it may."""
+def target_problem(target: str, imports: bool = True) -> str | None:
+    """Why TARGET may not be instantiated, or None when it may. IMPORTS=False: only what its name
+    says (no rule's package), importing nothing; None then means it has yet to be resolved."""
+    if not imports:
+        return _name_problem(target, plugins.installed())
     return _target_problem(target, plugins.installed())
+
+
+def _rule(target: str, installed: tuple[plugins.Plugin, ...]) -> Rule | None:
+    return next((r for r in RULES + plugin_rules(installed) if target.startswith(r.prefix)), None)
+
+
+def _name_problem(target: str, installed: tuple[plugins.Plugin, ...]) -> str | None:
+    if _rule(target, installed) is not None:
+        return None
+    top = target.split(".")[0]
+    return (f"it is outside the allowed packages ({ALLOWED}): no installed plugin registered {top} "
+            f"(a package becomes a plugin by its entry point in group {plugins.ENTRY_POINT_GROUP}, "
+            f"installed with pip)")
 
 
 @functools.lru_cache(maxsize=None)
 def _target_problem(target: str, installed: tuple[plugins.Plugin, ...]) -> str | None:
-    rule = next((r for r in RULES + plugin_rules(installed) if target.startswith(r.prefix)), None)
+    rule = _rule(target, installed)
     if rule is None:
-        top = target.split(".")[0]
-        return (f"it is outside the allowed packages ({ALLOWED}): no installed plugin registered {top} "
-                f"(a package becomes a plugin by its entry point in group {plugins.ENTRY_POINT_GROUP}, "
-                f"installed with pip)")
+        return _name_problem(target, installed)
     try:
         obj = locate(target)
     except Exception as err:  # noqa: BLE001 - any failure to resolve is a refusal
@@ -192,9 +220,11 @@ def _target_problem(target: str, installed: tuple[plugins.Plugin, ...]) -> str |
     return None
 
 
-def check_targets(node: Any, where: str = "config") -> None:
+def check_targets(node: Any, where: str = "config", imports: bool = True) -> None:
     """Refuse any `_target_` in NODE (a config or plain container, resolved or not) that the
-    rules do not allow. An interpolated `_target_` is refused: the name must be readable as it is."""
+    rules do not allow. An interpolated `_target_` is refused: the name must be readable as it is.
+    IMPORTS=False: only what the names say, importing nothing (checks.check_config runs that over
+    the whole config first, so a package no plugin registered is refused before torch is imported)."""
     if isinstance(node, (DictConfig, ListConfig)):
         node = OmegaConf.to_container(node, resolve=False)
     if isinstance(node, dict):
@@ -202,14 +232,14 @@ def check_targets(node: Any, where: str = "config") -> None:
         if target is not None:
             if not isinstance(target, str) or "${" in target:
                 raise ConfigError(f"{where}: _target_ {target!r} must be a plain dotted name, not an interpolation")
-            why = target_problem(target)
+            why = target_problem(target, imports)
             if why is not None:
                 raise ConfigError(f"{where}: _target_ {target!r} is not allowed: {why}")
         for key, value in node.items():
-            check_targets(value, f"{where}.{key}")
+            check_targets(value, f"{where}.{key}", imports)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            check_targets(value, f"{where}[{i}]")
+            check_targets(value, f"{where}[{i}]", imports)
 
 
 def target_object(target: str, where: str) -> Any:

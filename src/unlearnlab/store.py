@@ -47,15 +47,15 @@ import warnings
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from filelock import FileLock, Timeout
 from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save_file
 
 from unlearnlab.errors import ConfigError, check_path_length
+
+if TYPE_CHECKING:  # torch is imported where tensors are read or written: the start-up checks import this module
+    import torch
 
 FORMAT = 3  # bump when what a cell stores or how it is computed changes (2: normalised keys, meta checksum;
 #            3: keys hold the Trainer flags, bound constructor arguments and code versions)
@@ -211,6 +211,20 @@ def _write_error(err: BaseException) -> int | None:
         if m and int(m.group(1)) in _WRITE_ERRNOS:
             return int(m.group(1))
     return None
+
+
+def save_file(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors' save_file (torch is imported on the first write, not with the store)."""
+    from safetensors.torch import save_file as save
+
+    save(tensors, path)
+
+
+def load_tensors(data: bytes) -> dict[str, torch.Tensor]:
+    """safetensors' load of a file's bytes (torch is imported on the first read, not with the store)."""
+    from safetensors.torch import load
+
+    return load(data)
 
 
 class NotRegularFile(OSError):
