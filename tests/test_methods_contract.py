@@ -20,9 +20,10 @@ from unlearnlab.methods.base import METHOD_PARTS, DataAccessError
 
 METHODS = testing.method_options()
 
-# Arguments that bound a loop no Trainer cap reaches (UNSIR's noise optimisation): 1 wherever a
-# method's config has one, so every run below stays a contract check (found by key, never by method).
-INNER_LOOPS = {"noise_steps": 1}
+# Arguments that bound a loop no Trainer cap reaches (UNSIR's noise optimisation, WoodFisher's
+# per-example gradients): small wherever a method's config has one, so every run below stays a
+# contract check (found by key, never by method).
+INNER_LOOPS = {"noise_steps": 1, "n_samples": 8}
 
 
 def caps(name: str) -> list[str]:

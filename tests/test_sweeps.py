@@ -20,7 +20,6 @@ from sweep_runs import (
     assert_same_audit,
     audit_results,
     computed,
-    sweep,
     sweep_here,
 )
 
@@ -296,8 +295,8 @@ def test_local_jobs_at_once_train_the_original_and_each_retrained_model_once(tmp
     """hydra/launcher=local (submitit: one process per job, all at once): 2 jobs, one per learning
     rate, each computing both indexes, so both need the one original and both retrained models at
     the same moment. (The pool launcher's jobs at once: test_sweeps_slices.py's reference sweep.)"""
-    sweep(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", "index=0", "cells_per_job=2", "logger=none",
-          "hydra/launcher=local", "hydra.launcher.timeout_min=10")
+    sweep_here(tmp_path, *TINY, "methods.finetune.lr=0.1,0.01", "index=0", "cells_per_job=2", "logger=none",
+               "hydra/launcher=local", "hydra.launcher.timeout_min=10")  # submitit starts the job processes
     assert_complete(tmp_path, 2, methods=("finetune", "finetune"))
     counts = computed(tmp_path / "sweep")
     assert len(counts) == 1 + 2 + 4 and all(n == 1 for n in counts.values()), counts

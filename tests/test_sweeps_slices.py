@@ -32,9 +32,10 @@ from sweep_runs import (
 
 @pytest.fixture(scope="module")
 def sliced_reference(tmp_path_factory):
-    """The sliced sweep (N = 4, 2 jobs of 2), uninterrupted, 2 jobs at once in a joblib pool."""
+    """The sliced sweep (N = 4, 2 jobs of 2), uninterrupted, 2 jobs at once in a joblib pool (the
+    launching `unlearnlab -m` in this process, its jobs in the pool's worker processes)."""
     tmp = tmp_path_factory.mktemp("sliced")
-    sweep(tmp, *SLICED, "logger=none", "hydra/launcher=pool")
+    sweep_here(tmp, *SLICED, "logger=none", "hydra/launcher=pool")
     return tmp
 
 
@@ -156,7 +157,7 @@ def test_real_slurm_sweep_cancelled_mid_slice_then_rerun_finishes_without_recomp
     proc.wait(timeout=30)
     before = _stamps(store)
     assert 2 <= len(before) < 9, "the cancel came after every cell had finished"
-    r = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="rerun")
+    sweep_here(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="rerun")  # submits from here
     assert_complete(tmp_path, 4)
     assert_slices(tmp_path / "rerun", once=False)
     for p, stamp in before.items():
@@ -170,6 +171,6 @@ def test_real_slurm_sweep_cancelled_mid_slice_then_rerun_finishes_without_recomp
     done_here = [c["label"] for f in (tmp_path / "rerun").glob("*/cells.json") for c in json.loads(f.read_text())
                  if not c["cached"]]
     assert done_here and all(any(re.search(rf"^cell {re.escape(label)} +\w+ +computed", log, re.M) for log in logs)
-                         for label in done_here), r.stdout[-2000:]
+                         for label in done_here), logs
     # torch threads from SLURM's cpus_per_task=1, not the machine's cores
     assert all("in 1 worker(s), 1 torch thread(s) each" in log for log in logs)
