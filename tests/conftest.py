@@ -140,14 +140,15 @@ def inprocess_error(out: Path, *overrides: str) -> BaseException:
     raise AssertionError(f"unlearnlab {' '.join(overrides)} did not fail")
 
 
-# Every file that takes more than ~4 s, longest first (pytest --durations=0, summed per file, on this
-# 2-core machine: ~90, ~85, ~78, ~44, ~38, ~32, ~27 s, …; the rest < 4 s each).
+# Every file that takes more than ~4 s, longest first (pytest --durations=0 from a fresh clone, summed
+# per file, on this 2-core machine: ~75, ~60, ~45, ~35, ~32, ~32, ~27 s, …; the rest < 4 s each).
 LONGEST_FILES = (
-    "test_sweeps_slices.py", "test_sweeps.py", "test_reliability.py", "test_study_e2e.py", "test_methods_contract.py",
-    "test_checks.py", "test_certified_methods.py", "test_configs.py", "test_schemas.py", "test_security.py",
-    "test_plugins.py", "test_plan_task.py", "test_external_cells.py", "test_originals.py", "test_report.py",
-    "test_tracking.py", "test_speed.py", "test_schedules.py", "test_mislabeled.py", "test_methods_peers.py",
-    "test_example_forget.py", "test_logits_task.py", "test_audits_extra.py", "test_methods_peers_more.py",
+    "test_sweeps_slices.py", "test_reliability.py", "test_sweeps.py", "test_methods_contract.py", "test_checks.py",
+    "test_certified_methods.py", "test_study_e2e.py", "test_configs.py", "test_report.py", "test_external_cells.py",
+    "test_tracking.py", "test_originals.py", "test_schemas.py", "test_speed.py", "test_mislabeled.py",
+    "test_schedules.py", "test_example_forget.py", "test_plugins.py", "test_plan_task.py", "test_logits_task.py",
+    "test_security.py", "test_methods_challenge.py", "test_audit_stats.py", "test_methods_peers.py",
+    "test_audits_extra.py", "test_api.py", "test_methods_peers_more.py", "test_sources.py",
 )
 
 
