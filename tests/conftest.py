@@ -1,15 +1,21 @@
-"""Shared fixtures: W&B kept offline inside a temp dir, digits data, a method runner."""
+"""Shared fixtures: W&B kept offline inside a temp dir, digits data, a method runner.
+
+torch and Lightning are imported where they are used, not at the top: pytest-xdist's controlling
+process loads this file too, and it starts the two workers only after (~6 s of imports saved
+while one core waits)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import lightning as L
 import pytest
-import torch
 from omegaconf import OmegaConf
+
+if TYPE_CHECKING:
+    import lightning as L
 
 from unlearnlab import schemas
 
@@ -28,6 +34,8 @@ def _offline_wandb(tmp_path_factory):
         os.environ[var] = str(wb)
     os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_SILENT"] = "true"
+    import torch
+
     if os.environ.get("PYTEST_XDIST_WORKER"):  # pytest -n 2: one core per worker, children included
         os.environ["OMP_NUM_THREADS"] = "1"
         torch.set_num_threads(1)
@@ -50,6 +58,8 @@ def digits_data():
 @pytest.fixture(scope="session")
 def trained_small_cnn(digits_data):
     """An original model trained briefly on all of digits' train part (shared, never mutated)."""
+    import lightning as L
+
     from unlearnlab.models.small_cnn import SmallCNN
     from unlearnlab.training import OptimSettings, SupervisedModule
 
@@ -61,6 +71,8 @@ def trained_small_cnn(digits_data):
 
 
 def quick_trainer(max_epochs: int, **kw) -> L.Trainer:
+    import lightning as L
+
     return L.Trainer(
         accelerator="cpu", devices=1, max_epochs=max_epochs, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, deterministic=True, **kw,
@@ -83,6 +95,8 @@ def method_config(name: str, **overrides) -> dict:
 
 def run_method(name: str, digits_data, state_dict, seed: int = 0, **overrides):
     """Build method NAME from its config on a copy of the original model, run it, return it."""
+    import lightning as L
+
     from unlearnlab.cells import method_class
     from unlearnlab.methods.base import MethodData
     from unlearnlab.models.small_cnn import SmallCNN
