@@ -138,12 +138,13 @@ def test_kill_9_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, slic
 @pytest.mark.slow
 def test_real_slurm_sweep_cancelled_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, slurm_cluster,  # noqa: F811
                                                                                        sliced_reference):
-    """A real SLURM sweep whose jobs are cancelled while they work through their slices (a
-    preemption), then the same sweep again on SLURM: it computes only what is missing, each job
-    its own slice, on the thread count SLURM gave it, and audits like the uninterrupted sweep."""
+    """A real SLURM job cancelled while it works through its slice (a preemption), then the whole
+    sweep on SLURM: it computes only what is missing, each job its own slice, on the thread count
+    SLURM gave it, and audits like the uninterrupted sweep."""
     store = tmp_path / "store"
-    proc = sweep(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="cancelled", popen=True)
-    _wait_for(proc, store, tmp_path / "cancelled.log", 2)  # past the original, inside the slices
+    first_slice = [o for o in SLICED if not o.startswith("index=")] + ["index=0"]
+    proc = sweep(tmp_path, *first_slice, "logger=none", *_on_slurm(slurm_cluster), name="cancelled", popen=True)
+    _wait_for(proc, store, tmp_path / "cancelled.log", 2)  # past the original, inside the slice
     slurm_cluster.cmd("scancel", f"--partition={slurm_cluster.partition}")
     # The jobs are gone once squeue lists none (not even COMPLETING): their processes are dead and
     # write nothing more. The launcher itself never learns of the cancel here (this test cluster has
@@ -156,7 +157,7 @@ def test_real_slurm_sweep_cancelled_mid_slice_then_rerun_finishes_without_recomp
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     before = _stamps(store)
-    assert 2 <= len(before) < 9, "the cancel came after every cell had finished"
+    assert 2 <= len(before) < 1 + 2 * 2, "the cancel came after the job had finished its slice"
     sweep_here(tmp_path, *SLICED, "logger=none", *_on_slurm(slurm_cluster), name="rerun")  # submits from here
     assert_complete(tmp_path, 4)
     assert_slices(tmp_path / "rerun", once=False)
