@@ -3,7 +3,6 @@ first seconds, before data is loaded or the original trains, with one line namin
 
 from __future__ import annotations
 
-import glob
 import re
 from pathlib import Path
 
@@ -113,30 +112,8 @@ def test_numbers_given_as_strings_are_numbers():
     assert "must be a whole number ≥ 2" in refused("n_models='1'")
 
 
-# -- every shipped option passes ------------------------------------------------------------------------
-def _options(group: str) -> list[str]:
-    return sorted(Path(p).stem for p in glob.glob(str(REPO / "conf" / group / "*.yaml")))
-
-
-@pytest.mark.parametrize("method", _options("method"))
-def test_every_method_config_passes_with_its_model(method):
-    from hydra.utils import get_class
-
-    kinds = method_model_kinds(get_class(cfg(f"method={method}").methods[method]._target_))
-    extra = ["model=logreg", "recipe=exact"] if kinds == {"logreg"} else []
-    check_config(cfg(f"method={method}", *extra))
-
-
-@pytest.mark.parametrize("experiment", _options("experiment"))
-def test_every_experiment_passes(experiment):
-    check_config(cfg(f"experiment={experiment}"))
-
-
-@pytest.mark.parametrize("group", ["model", "trainer", "recipe", "split", "logger", "dataset"])
-def test_every_option_of_a_group_passes(group):
-    for option in _options(group):
-        overrides = [f"{group}={option}"] + (["split.path=/dev/null"] if option == "index_file" else [])
-        check_config(cfg(*overrides))
+# -- every shipped option passes: tests/test_configs.py checks each option on the config it composes
+# for its other checks (one compose per option)
 
 
 # -- model kinds ----------------------------------------------------------------------------------

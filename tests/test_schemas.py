@@ -19,30 +19,14 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from unlearnlab import schemas
-from unlearnlab.store import normalise
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-GROUPS = tuple(schemas.SCHEMAS)
-
-
-def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 def composed(*overrides: str):
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose("config", overrides=list(overrides))
-
-
-def own_keys(group: str, option: str) -> dict:
-    """The keys an option file sets itself, and those of the option files it extends, unresolved."""
-    raw = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"), resolve=False)
-    out: dict = {}
-    for parent in raw.pop("defaults", []):
-        if parent != "_self_" and not parent.startswith("schema"):
-            out.update(own_keys(group, parent))
-    return {**out, **raw}
 
 
 def error(tmp_path: Path, *overrides: str) -> str:
@@ -52,22 +36,8 @@ def error(tmp_path: Path, *overrides: str) -> str:
     return str(err)
 
 
-# -- every option extends its schema, and the schema adds or changes nothing --------------------------
-@pytest.mark.parametrize(("group", "option"), [(g, o) for g in GROUPS for o in options(g)])
-def test_every_option_is_typed_by_its_schema_and_keeps_its_own_keys(group, option):
-    cfg = composed(f"{group}={option}", *(["split.path=forget.txt"] if option == "index_file" else []))
-    node = cfg[group]
-    schema = OmegaConf.get_type(node)
-    assert schemas.is_schema(schema), f"conf/{group}/{option}.yaml extends no schema (defaults: [schema, _self_])"
-    given = own_keys(group, option)
-    plain = OmegaConf.to_container(node, resolve=False)
-    if group in schemas.OPEN_GROUPS:  # the trainer: every schema flag, at Lightning's default unless set
-        assert list(plain) == schemas.keys(schema)
-        plain = {k: v for k, v in plain.items() if k in given}
-    if option == "index_file":
-        given["path"] = plain["path"] = "forget.txt"
-    # the same keys and, as the cell keys see them, the same values: no cell key changes
-    assert normalise(plain) == normalise(given)
+# -- every option extends its schema, and the schema adds or changes nothing: tests/test_configs.py
+# (test_every_option_composes_resolves_passes_the_checks_and_keeps_its_schema, one compose per option)
 
 
 def test_schemas_are_registered_once_and_idempotently():
