@@ -154,21 +154,25 @@ def inprocess_error(out: Path, *overrides: str) -> BaseException:
     raise AssertionError(f"unlearnlab {' '.join(overrides)} did not fail")
 
 
-# Every file that takes more than ~4 s, longest first (pytest --durations=0 from a fresh clone, summed
-# per file, on this 2-core machine: ~75, ~60, ~45, ~35, ~32, ~32, ~27 s, …; the rest < 4 s each).
+# Every file that takes more than ~2 s, longest first (per-file sums of the tests' wall times, whole
+# suite, this 2-core machine: ~83, ~80, ~64, ~46, ~45, ~40, ~32, ~20 s, …; the rest < 2 s each).
 LONGEST_FILES = (
-    "test_sweeps_slices.py", "test_reliability.py", "test_sweeps.py", "test_methods_contract.py", "test_checks.py",
-    "test_certified_methods.py", "test_study_e2e.py", "test_configs.py", "test_report.py", "test_external_cells.py",
-    "test_tracking.py", "test_originals.py", "test_schemas.py", "test_speed.py", "test_mislabeled.py",
-    "test_schedules.py", "test_example_forget.py", "test_plugins.py", "test_plan_task.py", "test_logits_task.py",
-    "test_security.py", "test_methods_challenge.py", "test_audit_stats.py", "test_methods_peers.py",
-    "test_audits_extra.py", "test_api.py", "test_methods_peers_more.py", "test_sources.py",
+    "test_reliability.py", "test_sweeps_slices.py", "test_sweeps.py", "test_certified_methods.py",
+    "test_methods_contract.py", "test_configs.py", "test_study_e2e.py", "test_report.py", "test_external_cells.py",
+    "test_originals.py", "test_mislabeled.py", "test_tracking.py", "test_speed.py", "test_plan_task.py",
+    "test_checks.py", "test_plugins.py", "test_schedules.py", "test_schemas.py", "test_example_forget.py",
+    "test_methods_peers.py", "test_logits_task.py", "test_security.py", "test_audits_extra.py",
+    "test_methods_challenge.py", "test_sources.py", "test_api.py", "test_methods_peers_more.py",
+    "test_audit_files.py", "test_audit_stats.py", "test_data_fingerprint.py", "test_audit_competition.py",
+    "test_store.py",
 )
 
 
 def pytest_collection_modifyitems(session, config, items):
     """The longest files first, in order: pytest-xdist hands out whole files (--dist loadfile) in
     this order, so the two workers end within a few seconds of each other, on small files, instead
-    of one of them finishing a long file alone (longest-first scheduling)."""
+    of one of them finishing a long file alone (longest-first scheduling). Only with
+    --no-loadscope-reorder (pyproject's addopts): by default xdist re-sorts files by their number
+    of tests, which put the two longest files on one worker (331 s against 291 s)."""
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file is kept
