@@ -176,6 +176,28 @@ def test_report_without_competition_audit_still_plots_what_it_can(tmp_path):
     assert_tables_equal_results(md, json.loads((tmp_path / "results.json").read_text()))
 
 
+def test_eps_histogram_counts_every_forget_example_in_its_bin():
+    """Each panel's bars are the counts of its method's per-example ε in 0.5-wide bins, ε = ∞
+    counted at the cap (50) and NaN left out; the control's panel beside it."""
+    from matplotlib.patches import StepPatch
+
+    from unlearnlab.plots import eps_histogram_figure
+
+    results = synthetic_results()
+    eps = np.array([0.1, 0.2, 0.7, 3.0, 49.9, 50.0, np.inf, np.nan])
+    results["_arrays"]["finetune"]["audit/eps"] = eps
+    fig = eps_histogram_figure(results, "finetune")
+    panels = [[p for p in ax.patches if isinstance(p, StepPatch)] for ax in fig.axes]
+    assert [len(p) for p in panels] == [1, 1]
+    counts, edges, _ = panels[0][0].get_data()
+    assert np.array_equal(edges, np.arange(0.0, 50.5, 0.5))
+    expected = np.zeros(100)
+    expected[[0, 1, 6, 99]] = [2, 1, 1, 3]  # 49.9, 50 and ∞ in the last bin, [49.5, 50]
+    assert np.array_equal(counts, expected) and counts.sum() == 7
+    control, _, _ = panels[1][0].get_data()
+    assert control.sum() == len(results["_arrays"]["retrain"]["audit/eps"])
+
+
 def test_markdown_table_parser_checks_digits():
     assert shown_tolerance("0.2587") == pytest.approx(5e-5)
     assert shown_tolerance("2.5e-05") == pytest.approx(5e-7)

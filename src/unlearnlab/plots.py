@@ -78,7 +78,9 @@ def eps_histogram_figure(results: dict[str, Any], name: str) -> Figure | None:
     for ax, (label, values) in zip(axes, panels):
         key = name if label == name else CONTROL
         shown = np.clip(values[~np.isnan(values)], 0.0, EPS_CAP)  # +inf counts as the cap
-        ax.hist(shown, bins=bins, color=colors.get(key, "#1f77b4"), edgecolor="white", linewidth=0.3)
+        counts, _ = np.histogram(shown, bins=bins)
+        # one filled outline, not a patch per bin (ax.hist): the same counts, drawn in half the time
+        ax.stairs(counts, bins, fill=True, color=colors.get(key, "#1f77b4"))
         row = results.get("methods", {}).get(key, {})
         stats = f"mean ε = {np.mean(shown):.2f}" if len(shown) else "no values"
         if _finite(row.get("audit/F")):
