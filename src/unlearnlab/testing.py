@@ -153,11 +153,15 @@ def check_configs(names: Iterable[str]) -> None:
             cfg = api.compose([*BASE, f"method=[{','.join(group)}]", *kind])
         except ConfigError as err:
             raise AssertionError(f"method=[{','.join(group)}]: {err}") from None
+        rest = cfg.copy()  # everything but the methods, copied once, not once per method with all of them
+        with read_write(rest), open_dict(rest):
+            rest.methods = {}
         for name in group:
-            alone = cfg.copy()
+            alone = rest.copy()
             with read_write(alone), open_dict(alone):
                 alone.methods = {name: cfg.methods[name]}
             _COMPOSED[(name, ())] = alone
+            _SETTINGS.pop((name, ()), None)
             _kind_overrides_cache[name] = kind
         for name in group:
             check_config(name)
@@ -204,13 +208,19 @@ def _scratch() -> Path:
     return Path(_TMP[0])
 
 
+_SETTINGS: dict[tuple[str, tuple[str, ...]], _Setting] = {}
+
+
 def _setting(name: str, overrides: tuple[str, ...]) -> _Setting:
     """The composed config, the data and the original model's weights (the framework's own
-    original cell, computed once into a scratch store and shared by every method it applies to)."""
-    cfg = _compose(name, overrides)
-    data = _data(_json(cfg.dataset), _json(cfg.split))
-    planner = Planner(cfg, data.fingerprint())
-    return _Setting(cfg, data, _original(planner.original().key, cfg, data, planner))
+    original cell, computed once into a scratch store and shared by every method it applies to);
+    kept per method and overrides (a check runs a method two or three times)."""
+    if (name, overrides) not in _SETTINGS:
+        cfg = _compose(name, overrides)
+        data = _data(_json(cfg.dataset), _json(cfg.split))
+        planner = Planner(cfg, data.fingerprint())
+        _SETTINGS[(name, overrides)] = _Setting(cfg, data, _original(planner.original().key, cfg, data, planner))
+    return _SETTINGS[(name, overrides)]
 
 
 def _json(node: Any) -> str:
@@ -320,6 +330,7 @@ def check_method(name: str, tmp_path: str | Path, overrides: Iterable[str] = (),
 def forget() -> None:
     """Drop what the kit composed and trained (after installing or removing a plugin in this process)."""
     _COMPOSED.clear()
+    _SETTINGS.clear()
     _kind_overrides_cache.clear()
     _ORIGINALS.clear()
     _data.cache_clear()
