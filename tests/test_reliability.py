@@ -943,6 +943,42 @@ def test_a_pool_worker_ends_when_its_launcher_is_killed(tmp_path):
     assert re.match(r"stopped by SIGTERM \(the sweep's launching process, pid \d+, is gone\)", said.read_text())
 
 
+REQUESTER = textwrap.dedent('''
+    """Asks the fork server for a worker that watches it (interrupts.exit_with_requester, as a
+    study's cell workers do: workers.worker_context), then dies as kill -9 would."""
+    import multiprocessing, os, threading, time
+    from unlearnlab import interrupts
+
+    def work(conn):
+        threading.Thread(target=interrupts.exit_with_requester, daemon=True).start()
+        conn.send((os.getpid(), os.getppid()))
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        ctx = multiprocessing.get_context("forkserver")
+        ours, theirs = ctx.Pipe()
+        ctx.Process(target=work, args=(theirs,)).start()
+        worker, its_parent = ours.recv()
+        print(os.getpid(), its_parent, worker, flush=True)
+        os.kill(os.getpid(), 9)
+''')
+
+
+def test_a_cell_worker_ends_when_the_process_that_asked_for_it_is_killed(tmp_path):
+    """A study's or a job's cell workers are forked by multiprocessing's fork server, so their
+    parent is the server, not the job: a worker watching its parent would outlive a killed job;
+    each watches the process that asked for it."""
+    (tmp_path / "requester.py").write_text(REQUESTER)
+    said = tmp_path / "said.txt"
+    with said.open("w") as out:  # a file, not a pipe: a pipe's reader waiting for EOF would outlast nothing
+        proc = subprocess.run([sys.executable, str(tmp_path / "requester.py")], stdout=out, stderr=subprocess.STDOUT,
+                              timeout=120)
+    assert proc.returncode == -9, said.read_text()[-2000:]
+    requester, its_parent, worker = map(int, said.read_text().split())
+    assert its_parent != requester  # the fork server
+    assert _all_gone([worker], 30), "the worker outlived the process that asked for it"
+
+
 def test_a_pool_job_watches_its_launcher_and_a_command_from_a_shell_does_not():
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from sweep_runs import (
@@ -173,7 +174,7 @@ def _cells_in_process(tmp: Path, *overrides: str):
 
 
 def test_workers_per_device_2_computes_the_same_cells_as_1(tmp_path, monkeypatch):
-    """Two spawned workers share the job's cells: same keys, bit-identical stored outputs (CPU).
+    """Two workers share the job's cells: same keys, bit-identical stored outputs (CPU).
     Bit-identical needs one thread count in every process (CPU float sums depend on it), so the
     job owns one core here: each worker, and the parent computing the original, get 1 thread."""
     import torch
@@ -193,6 +194,18 @@ def test_workers_per_device_2_computes_the_same_cells_as_1(tmp_path, monkeypatch
         a, b = (load_file(tmp_path / w / "store" / c["kind"] / c["key"] / "outputs.safetensors") for w in ("w1", "w2"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), c["label"]
     assert json.loads((tmp_path / "w2" / "out" / "cells.json").read_text()) == two
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_workers_per_device_2_share_a_gpu(tmp_path):
+    """The fork server that starts the workers never touched CUDA, so both workers can use the
+    device: every cell computed, the unlearned ones outside the job's process."""
+    cells = _cells_in_process(tmp_path, "trainer=gpu", "recipe.epochs=1", "n_models=2", "cells_per_job=2",
+                              "index=0", "workers_per_device=2")
+    assert len(cells) == 1 + 2 + 2 and not any(c["cached"] for c in cells)
+    parent = {c["pid"] for c in cells if c["kind"] == "original"}
+    assert {c["pid"] for c in cells if c["kind"] != "original"}.isdisjoint(parent)
 
 
 def test_threads_come_from_the_cores_the_job_owns(monkeypatch):

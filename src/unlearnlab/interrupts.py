@@ -85,6 +85,20 @@ def exit_with_parent(every: float = 1.0) -> None:
     threading.Thread(target=watch, name="unlearnlab-exit-with-parent", daemon=True).start()
 
 
+def exit_with_requester() -> None:
+    """End this worker process at once when the process that asked for it dies (kill -9 of a job
+    left its cell workers idling on the device). Its OS parent is multiprocessing's fork server,
+    not that process, so it waits on multiprocessing's parent sentinel: a pipe the requesting
+    process holds open for as long as it lives. Blocks: run it in a daemon thread."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: there is no requester to watch
+        return
+    parent.join()
+    os._exit(1)
+
+
 def install() -> bool:
     """Turn SIGTERM and SIGINT into Interrupted in this process (only the main thread can); returns
     whether it did."""

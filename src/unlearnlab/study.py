@@ -145,7 +145,7 @@ class Study:
         """(position from 1, result, seconds, processes computing) of each cell as it finishes. In this
         process, until the cells still to compute would take longer here than WORKERS_PAY_OFF_SECONDS
         at the rate so far; then, when the study has more than one worker (`workers`), the rest in
-        spawned worker processes (workers.py), as many cells at once as workers. The cells, their
+        worker processes (workers.py), as many cells at once as workers. The cells, their
         seeds and their one torch thread each are the same either way, and so are the stored bytes."""
         workers, left, timed, seconds_timed = study_workers(self.cfg), sum(pending), 0, 0.0
         for pos, cell in enumerate(cells):
