@@ -970,7 +970,9 @@ def test_a_cell_worker_ends_when_the_process_that_asked_for_it_is_killed(tmp_pat
     each watches the process that asked for it."""
     (tmp_path / "requester.py").write_text(REQUESTER)
     said = tmp_path / "said.txt"
-    with said.open("w") as out:  # a file, not a pipe: a pipe's reader waiting for EOF would outlast nothing
+    # output to a file, not a pipe: under capture_output the worker died with its requester even with
+    # no watch at all (not understood), and the test could not have failed
+    with said.open("w") as out:
         proc = subprocess.run([sys.executable, str(tmp_path / "requester.py")], stdout=out, stderr=subprocess.STDOUT,
                               timeout=120)
     assert proc.returncode == -9, said.read_text()[-2000:]
