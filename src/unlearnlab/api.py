@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from unlearnlab.checks import check_config, composition_error
 from unlearnlab.errors import ConfigError
-from unlearnlab.pipeline import run_composed
+from unlearnlab.pipeline import run_config
 from unlearnlab.plugins import config_dir
 from unlearnlab.schemas import register
 from unlearnlab.tasks import run_task
@@ -80,5 +80,5 @@ def run(overrides: list[str], output_dir: str | Path | None = None) -> dict[str,
             raise ConfigError(f"unlearnlab.run runs the tasks that write results.json ({', '.join(RESULT_TASKS)}); "
                               f"task={task} writes none: run it from the command line")
         out = Path(output_dir) if output_dir is not None else Path(str(OmegaConf.select(cfg, "hydra.run.dir")))
-        run_composed(list(overrides), out, run_task)
+        run_config(cfg, out, run_task)
     return json.loads((out / "results.json").read_text())

@@ -72,10 +72,17 @@ def run_composed(overrides: list[str], output_dir: Path, fn: Callable[[DictConfi
     at OUTPUT_DIR, in this process. Hydra must be initialised (inside a multirun, or
     `hydra.initialize_config_dir`); its global state is restored afterwards."""
     from hydra import compose
-    from omegaconf import open_dict, read_write
 
     register()  # the groups' schemas, which conf/ extends (idempotent)
     cfg = compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+    return run_config(cfg, output_dir, fn)
+
+
+def run_config(cfg: DictConfig, output_dir: Path, fn: Callable[[DictConfig], Any]) -> Any:
+    """Call FN on CFG (a config composed with its `hydra` node) less that node, with its output dir
+    at OUTPUT_DIR, in this process; Hydra's global state is restored afterwards."""
+    from omegaconf import open_dict, read_write
+
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with read_write(cfg.hydra.runtime), open_dict(cfg.hydra.runtime):
