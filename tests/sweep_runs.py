@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from cli_runs import CliProcess
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = str(REPO / "conf")
@@ -24,20 +25,12 @@ INDEXES = "index=range(0,2)"
 SLICED = [*TINY, "n_models=4", "cells_per_job=2", "index=range(0,4,2)"]
 
 
-def sweep(tmp: Path, *overrides: str, name: str = "sweep", timeout: int = 400, check: bool = True,
-          popen: bool = False, multirun: bool = True):
-    """`unlearnlab -m OVERRIDES` in a subprocess, with its store and sweep (or run) dir under TMP."""
-    where = f"hydra.sweep.dir={tmp}/{name}" if multirun else f"hydra.run.dir={tmp}/{name}"
-    cmd = [sys.executable, "-m", "unlearnlab.cli", *(["-m"] if multirun else []), *overrides,
-           f"paths.root={tmp}", where]
+def start_sweep(tmp: Path, *overrides: str, name: str = "sweep") -> CliProcess:
+    """`unlearnlab -m OVERRIDES` started in a process of its own (cli_runs.py) and a session of its
+    own (os.killpg ends it and its jobs), with its store and sweep dir under TMP, its output in TMP/NAME.log."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    if popen:
-        log = open(tmp / f"{name}.log", "w")
-        return subprocess.Popen(cmd, cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    r = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert r.returncode == 0, f"{' '.join(cmd)}\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
-    return r
+    return CliProcess(["-m", *overrides, f"paths.root={tmp}", f"hydra.sweep.dir={tmp}/{name}"], cwd=tmp, env=env,
+                      stdout=tmp / f"{name}.log", start_new_session=True)
 
 
 def sweep_here(tmp: Path, *overrides: str, name: str = "sweep") -> None:

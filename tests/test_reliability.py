@@ -30,6 +30,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from cli_runs import run_cli
 from conftest import inprocess_error, unlearnlab_inprocess
 from unlearnlab.store import CorruptEntryError, Store, StoreWriteError
 
@@ -40,12 +41,9 @@ KINDS = ("original", "retrain", "unlearn")
 
 def unlearnlab(root: Path, *overrides: str, driver: Path | None = None, env: dict | None = None,
                timeout: int = 1500) -> subprocess.CompletedProcess:
-    entry = [str(driver)] if driver else ["-m", "unlearnlab.cli"]
-    proc = subprocess.run(
-        [sys.executable, *entry, f"paths.root={root}", "hydra.run.dir=" + str(root / "out"), *overrides],
-        capture_output=True, text=True, env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout,
-    )
-    return proc
+    """`unlearnlab OVERRIDES` (or `python DRIVER OVERRIDES`) as a process of its own (cli_runs.py)."""
+    return run_cli([f"paths.root={root}", "hydra.run.dir=" + str(root / "out"), *overrides], driver=driver,
+                   env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout)
 
 
 def snapshot(store: Path) -> dict[str, tuple[int, str]]:

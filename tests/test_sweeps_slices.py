@@ -25,7 +25,7 @@ from sweep_runs import (
     audit_results,
     computed,
     entries,
-    sweep,
+    start_sweep,
     sweep_here,
 )
 
@@ -119,7 +119,7 @@ def _wait_for(proc, store: Path, log: Path, at_least: int) -> None:
 @pytest.mark.slow
 def test_kill_9_mid_slice_then_rerun_finishes_without_recomputing(tmp_path, sliced_reference):
     store = tmp_path / "store"
-    proc = sweep(tmp_path, *SLICED, "logger=none", name="killed", popen=True)
+    proc = start_sweep(tmp_path, *SLICED, "logger=none", name="killed")
     _wait_for(proc, store, tmp_path / "killed.log", 3)  # inside the first job's slice
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
@@ -143,7 +143,7 @@ def test_real_slurm_sweep_cancelled_mid_slice_then_rerun_finishes_without_recomp
     SLURM gave it, and audits like the uninterrupted sweep."""
     store = tmp_path / "store"
     first_slice = [o for o in SLICED if not o.startswith("index=")] + ["index=0"]
-    proc = sweep(tmp_path, *first_slice, "logger=none", *_on_slurm(slurm_cluster), name="cancelled", popen=True)
+    proc = start_sweep(tmp_path, *first_slice, "logger=none", *_on_slurm(slurm_cluster), name="cancelled")
     _wait_for(proc, store, tmp_path / "cancelled.log", 2)  # past the original, inside the slice
     slurm_cluster.cmd("scancel", f"--partition={slurm_cluster.partition}")
     # The jobs are gone once squeue lists none (not even COMPLETING): their processes are dead and
