@@ -21,9 +21,10 @@ from unlearnlab.methods.base import METHOD_PARTS, DataAccessError
 METHODS = testing.method_options()
 
 # Arguments that bound a loop no Trainer cap reaches (UNSIR's noise optimisation, WoodFisher's
-# per-example gradients): small wherever a method's config has one, so every run below stays a
-# contract check (found by key, never by method).
-INNER_LOOPS = {"noise_steps": 1, "n_samples": 8}
+# per-example gradients, descent-to-delete's gradient steps per update, the certified methods'
+# removals: one Newton step per forget point by default): small wherever a method's config has
+# one, so every run below stays a contract check (found by key, never by method).
+INNER_LOOPS = {"noise_steps": 1, "n_samples": 8, "steps": 5, "removal_batch": 48}
 
 
 def caps(name: str) -> list[str]:
