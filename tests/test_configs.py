@@ -25,8 +25,14 @@ from unlearnlab.registry import target_problem
 from unlearnlab.store import normalise
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = ["dataset", "split", "model", "recipe", "method", "audit", "trainer", "logger", "paths", "bench",
+GROUPS = ["dataset", "split", "model", "recipe", "method", "audit", "trainer", "logger", "paths", "task", "bench",
           "experiment", "debug", "hparams_search", "files", "logits", "export", "import"]
+# The task-option groups are composed with their task (conf/task/NAME.yaml), with what the task's
+# start-up check requires (the files need not exist: that is checked when the task runs).
+TASK_OF = {"bench": "bench", "files": "audit_files", "logits": "logits", "export": "export", "import": "import"}
+NEEDS = {"audit_files": ["files.labels=labels.npz", "files.reference=ref", "+files.methods.mine=mine"],
+         "logits": ["logits.checkpoints=ckpts", "logits.out=npz"], "export": ["export.path=cells.tar"],
+         "import": ["import.path=cells.tar"]}
 
 
 def options(group: str) -> list[str]:
@@ -73,10 +79,20 @@ def resolvable(cfg) -> dict:
     return OmegaConf.to_container(OmegaConf.create(plain), resolve=True)
 
 
+def extra_overrides(group: str, option: str) -> list[str]:
+    """What GROUP=OPTION needs beside it to compose and pass the start-up checks."""
+    extra = ["split.path=/dev/null"] if option == "index_file" else []
+    task = option if group == "task" else TASK_OF.get(group)
+    if task is not None:
+        extra += [*([] if group == "task" else [f"task={task}"]), *NEEDS.get(task, [])]
+    return extra
+
+
 def composed(group: str, option: str):
     """GROUP=OPTION as the CLI composes it (Hydra's own config included), in the study it needs: a
-    method for logistic regression only with model=logreg recipe=exact, the index-file split with a file."""
-    extra = ["split.path=/dev/null"] if option == "index_file" else []
+    method for logistic regression only with model=logreg recipe=exact, the index-file split with a
+    file, a task's option group with its task."""
+    extra = extra_overrides(group, option)
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[override(group, option), *extra], return_hydra_config=True)
         if group == "method" and method_model_kinds(get_class(cfg.methods[option]._target_)) == {"logreg"}:
@@ -106,8 +122,10 @@ def check_schema(cfg, group: str, option: str) -> None:
     if group in schemas.OPEN_GROUPS:  # the trainer: every schema flag, at Lightning's default unless set
         assert list(plain) == schemas.keys(schema)
         plain = {k: v for k, v in plain.items() if k in given}
-    if option == "index_file":
-        given["path"] = plain["path"]
+    for override in extra_overrides(group, option):  # the values given beside the option, not its file's
+        path = override.lstrip("+").split("=")[0].split(".")
+        if path[0] == group:
+            given[path[1]] = plain[path[1]]
     assert normalise(plain) == normalise(given)
 
 

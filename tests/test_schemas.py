@@ -118,6 +118,28 @@ def test_a_key_that_is_not_there_outside_the_schemas_is_one_line_too(tmp_path, o
     assert line.startswith(expected) and "\n" not in line, line
 
 
+@pytest.mark.parametrize(("overrides", "expected"), [
+    (["bench=tiny"], "bench: bench.* are the options of task=bench, which this command does not run; add task=bench"),
+    (["bench.repeats=3"], "bench.repeats: bench.* are the options of task=bench, which this command does not run"),
+    (["files.labels=l.npz"], "files.labels: files.* are the options of task=audit_files, which this command does not"),
+    (["task=plan", "export.path=x.tar"], "export.path: export.* are the options of task=export, which this command"),
+    (["+import.path=x.tar"], "import.*: the options of task=import, which this command does not run; add task=import"),
+])
+def test_a_task_s_options_without_the_task_are_one_line_naming_it(tmp_path, overrides, expected):
+    """conf/task/NAME.yaml composes a task's option group with it; no other task's config has it."""
+    line = error(tmp_path, *overrides)
+    assert line.startswith(expected) and "\n" not in line, line
+
+
+def test_a_task_composes_its_options_and_only_its_own():
+    assert "bench" not in composed() and composed().task == "study"
+    bench = composed("task=bench", "bench=tiny")
+    assert bench.task == "bench" and bench.bench.tiny is True
+    assert not {"files", "logits", "export", "import"} & set(bench)
+    files = composed("task=audit_files", "files.labels=l.npz")
+    assert files.task == "audit_files" and files.files.labels == "l.npz" and "bench" not in files
+
+
 def test_an_option_file_with_a_mistake_is_named(tmp_path):
     (tmp_path / "conf" / "dataset").mkdir(parents=True)
     (tmp_path / "conf" / "logger").mkdir()

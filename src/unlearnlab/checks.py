@@ -60,6 +60,8 @@ METHOD_FRAMEWORK_KEYS = ("name", "reference")
 MODEL_FRAMEWORK_KEYS = ("name", "channels_last", "compile")  # models.SWITCHES + name
 TRAINER_SET_PER_FIT = ("max_epochs", "logger")  # cells.trainer_factory passes these itself
 AUDITING_TASKS = ("study", "audit", "cell", "audit_files")
+# The option group each of these tasks composes with it (conf/task/NAME.yaml); no other config has it.
+TASK_OPTION_GROUPS = {"bench": "bench", "files": "audit_files", "logits": "logits", "export": "export", "import": "import"}
 CELL_KINDS = KINDS  # what task=export can bundle: the kinds of cell (plan.Cell.kind)
 # ENTITY/PROJECT/NAME:VERSION, as wandb's public API names an artifact (import.artifact)
 ARTIFACT_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+:[A-Za-z0-9_.-]+")
@@ -355,6 +357,10 @@ def check_schemas(cfg: DictConfig, hydra_node: Any = None) -> None:
         if not isinstance(node, DictConfig):
             continue
         option = choices.get(group)
+        if choices and option is None and group in TASK_OPTION_GROUPS:  # `+files.x=…` made it without its task
+            task = TASK_OPTION_GROUPS[group]
+            raise ConfigError(f"{group}.*: the options of task={task}, which this command does not run; "
+                              f"add task={task} (conf/task/{task}.yaml)")
         where = f"{group}={option}" if option else group
         if option is not None and option in known:
             raise ConfigError(f"{where} is the {group} group's schema, not an option; pick one (unlearnlab --help lists them)")
@@ -426,6 +432,8 @@ def composition_error(err: BaseException) -> ConfigError | None:
     any other composition error, left as Hydra words it."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+    if (line := _task_option_without_its_task(err)) is not None:
+        return line
     cause = err
     while cause is not None and not isinstance(cause, OmegaConfBaseException):
         cause = cause.__cause__ or cause.__context__
@@ -466,6 +474,26 @@ def composition_error(err: BaseException) -> ConfigError | None:
         hint = f", e.g. {group}.{field_name}={example}" if example is not None else ""
         return ConfigError(f"{prefix}{full_key}={value} must be {what}{hint}")
     return None
+
+
+def _task_option_without_its_task(err: BaseException) -> ConfigError | None:
+    """`bench=tiny`, `files.labels=…` without the task whose options they are: another task's
+    config has no such group in its defaults list, nor such a node."""
+    text = str(err)
+    given = re.match(r"(?:In '[^']+': )?Could not override '([\w.]+)'", text)
+    group = given.group(1).split(".")[0] if given else None
+    if group not in TASK_OPTION_GROUPS:
+        return None
+    causes, cause = [], err.__cause__ or err.__context__
+    while cause is not None:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    node_missing = any(str(getattr(c, "full_key", "")) == group for c in causes)
+    if "No match in the defaults list" not in text and not node_missing:
+        return None
+    task = TASK_OPTION_GROUPS[group]
+    return ConfigError(f"{given.group(1)}: {group}.* are the options of task={task}, which this command does not "
+                       f"run; add task={task} (conf/task/{task}.yaml)")
 
 
 def _unknown_key_outside_schemas(cause: OmegaConfBaseException, full_key: str, prefix: str) -> ConfigError | None:
@@ -819,7 +847,7 @@ def check_audit_arguments(view: _Resolver) -> None:
 
 # -- task options ----------------------------------------------------------------------------
 def check_task_options(view: _Resolver, task: str) -> None:
-    """What the chosen task needs from its option group (the other tasks ignore these groups)."""
+    """What the chosen task needs from its option group (composed with it only: conf/task/NAME.yaml)."""
     if task == "audit_files":
         files = view.get("files") or {}
         if not files.get("labels"):
