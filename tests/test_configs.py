@@ -20,16 +20,15 @@ from hydra.utils import get_class, get_method
 from omegaconf import OmegaConf
 
 from unlearnlab import schemas
-from unlearnlab.checks import check_config, method_model_kinds
+from unlearnlab.checks import TASK_OPTION_GROUPS, check_config, method_model_kinds
 from unlearnlab.registry import target_problem
 from unlearnlab.store import normalise
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GROUPS = ["dataset", "split", "model", "recipe", "method", "audit", "trainer", "logger", "paths", "task", "bench",
           "experiment", "debug", "hparams_search", "files", "logits", "export", "import"]
-# The task-option groups are composed with their task (conf/task/NAME.yaml), with what the task's
-# start-up check requires (the files need not exist: that is checked when the task runs).
-TASK_OF = {"bench": "bench", "files": "audit_files", "logits": "logits", "export": "export", "import": "import"}
+# The task-option groups are composed with their task (conf/task/NAME.yaml, checks.TASK_OPTION_GROUPS),
+# with what the task's start-up check requires (the files need not exist: that is checked when the task runs).
 NEEDS = {"audit_files": ["files.labels=labels.npz", "files.reference=ref", "+files.methods.mine=mine"],
          "logits": ["logits.checkpoints=ckpts", "logits.out=npz"], "export": ["export.path=cells.tar"],
          "import": ["import.path=cells.tar"]}
@@ -82,7 +81,7 @@ def resolvable(cfg) -> dict:
 def extra_overrides(group: str, option: str) -> list[str]:
     """What GROUP=OPTION needs beside it to compose and pass the start-up checks."""
     extra = ["split.path=/dev/null"] if option == "index_file" else []
-    task = option if group == "task" else TASK_OF.get(group)
+    task = option if group == "task" else TASK_OPTION_GROUPS.get(group)
     if task is not None:
         extra += [*([] if group == "task" else [f"task={task}"]), *NEEDS.get(task, [])]
     return extra
